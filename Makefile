@@ -1,0 +1,35 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Each sets up .venv itself.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_DATA := data/pybugs.jsonl
+DEMO_RUN := runs/demo
+
+.PHONY: demo test setup lock clean
+
+setup: $(STAMP)
+
+# Pinned, reproducible install: every package from requirements.lock (torch is the CPU wheel on disk).
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+$(DEMO_DATA): $(STAMP)
+	$(BIN)/cgtrain data synth-bugs --out $(DEMO_DATA) --seed 0 --max-functions 5000
+
+demo: $(STAMP) $(DEMO_DATA)
+	rm -rf $(DEMO_RUN)
+	$(BIN)/cgtrain train examples/python-bugs.yaml --run-dir $(DEMO_RUN)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+# Refresh the lock after changing dependencies in pyproject.toml.
+lock: $(STAMP)
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^cgtrain' > requirements.lock
+
+clean:
+	rm -rf $(VENV) runs data/pybugs.jsonl

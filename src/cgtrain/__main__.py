@@ -1,0 +1,3 @@
+from cgtrain.cli import app
+
+app(prog_name="cgtrain")

@@ -1,0 +1,190 @@
+"""The `cgtrain` command. Errors a user can fix print one clear line each, no traceback."""
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+                  help="Train, tune, test and use models that find flaws in source code.")
+data_app = typer.Typer(no_args_is_help=True, help="Make and inspect datasets.")
+app.add_typer(data_app, name="data")
+
+out = Console()
+err = Console(stderr=True)
+
+EXIT_INVALID_REQUEST = 2
+EXIT_FAILED = 1
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the errors a user can fix into messages and exit codes."""
+    from cgtrain.data.loading import DatasetError, TooManyBadRows
+    from cgtrain.errors import RunDirError
+    from cgtrain.registry.artifacts import UnsafeModelError
+    from cgtrain.request import RequestError
+
+    try:
+        yield
+    except RequestError as exc:
+        err.print(f"[bold red]invalid request[/] ({exc.source}):", highlight=False)
+        for line in exc.problems:
+            err.print(f"  {line}", markup=False, highlight=False)
+        raise typer.Exit(EXIT_INVALID_REQUEST)
+    except (DatasetError, TooManyBadRows, RunDirError, UnsafeModelError) as exc:
+        err.print(f"[bold red]error:[/] {type(exc).__name__}", highlight=False)
+        err.print(f"  {exc}", markup=False, highlight=False)
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def validate(request: Path = typer.Argument(..., help="request file (YAML or JSON)"),
+             overrides: Optional[list[str]] = typer.Argument(None, help="dotted key=value overrides")) -> None:
+    """Check a training request; print the request as it would run."""
+    from cgtrain.request import load_request, request_to_yaml
+
+    with user_errors():
+        req = load_request(request, overrides or [])
+    out.print(f"[green]valid[/]: {request}")
+    out.print(request_to_yaml(req), markup=False, highlight=False)
+
+
+@app.command()
+def schema(output: Optional[Path] = typer.Option(None, "--out", help="write to this file")) -> None:
+    """Print the JSON Schema of training requests (generated from the model)."""
+    from cgtrain.fsutil import atomic_write_text
+    from cgtrain.request import request_json_schema
+
+    text = json.dumps(request_json_schema(), indent=2)
+    if output:
+        atomic_write_text(output, text + "\n")
+    else:
+        sys.stdout.write(text + "\n")
+
+
+@app.command()
+def families() -> None:
+    """List the model families and their default search spaces."""
+    from cgtrain.models import FAMILIES
+
+    table = Table("family", "input", "default search space", "description")
+    for name in FAMILIES.names():
+        fam = FAMILIES.get(name)
+        table.add_row(name, fam.input, json.dumps(fam.default_space), fam.description)
+    out.print(table)
+
+
+@app.command()
+def train(request: Path = typer.Argument(..., help="request file (YAML or JSON)"),
+          overrides: Optional[list[str]] = typer.Argument(None, help="dotted key=value overrides"),
+          run_dir: Path = typer.Option(..., "--run-dir", help="where the run's records and model go"),
+          resume: bool = typer.Option(False, "--resume", help="continue an interrupted run, keeping its trials")
+          ) -> None:
+    """Run a training request: study, refit, test; write everything to --run-dir."""
+    from cgtrain import pipeline
+    from cgtrain.request import load_request
+
+    with user_errors():
+        req = load_request(request, overrides or [])
+        with study_progress() as progress:
+            result = pipeline.train(req, run_dir, resume=resume, say=lambda m: out.print(m, highlight=False),
+                                    progress=progress)
+    print_results(result)
+
+
+@contextmanager
+def study_progress():
+    columns = [TextColumn("trials"), BarColumn(), MofNCompleteColumn(), TextColumn("best {task.fields[best]}"),
+               TimeElapsedColumn()]
+    with Progress(*columns, console=out, transient=False) as bar:
+        task = bar.add_task("study", total=None, best="-")
+
+        def update(done: int, total: int, best: float | None) -> None:
+            bar.update(task, completed=done, total=total, best="-" if best is None else f"{best:.4f}")
+
+        yield update
+
+
+def print_results(result) -> None:
+    board = result.leaderboard
+    metric_col = next(c for c in board.columns if c.endswith("_mean"))
+    table = Table("trial", "family", "params", metric_col.removesuffix("_mean") + " (CV)", "fit s", "state",
+                  title="leaderboard (top 10)")
+    for row in board.head(10).itertuples(index=False):
+        d = row._asdict()
+        mean, std = d[metric_col], d[metric_col.replace("_mean", "_std")]
+        cv = "-" if mean != mean or mean is None else f"{mean:.4f} ± {std:.4f}"
+        table.add_row(str(d["trial"]), d["family"], _short(d["params"]), cv, f"{d['fit_seconds'] or 0:.1f}",
+                      d["state"])
+    out.print(table)
+    m = result.metrics
+    test = Table("metric", "test", "majority baseline", title=f"held-out test ({m['n_test']} rows)")
+    for name, value in m["test"].items():
+        test.add_row(name, f"{value:.4f}", f"{m['baseline_majority'][name]:.4f}")
+    out.print(test)
+    out.print(f"model: {result.run_dir / 'model.skops'}  ({m['best']['family']}, trial {m['best']['trial']})")
+
+
+def _short(params: str, width: int = 60) -> str:
+    return params if len(params) <= width else params[: width - 1] + "…"
+
+
+@app.command()
+def predict(source: Path = typer.Argument(..., help="a source file, a directory of them, or a JSONL of functions"),
+            run: Optional[Path] = typer.Option(None, "--run", help="run directory holding the model"),
+            model: Optional[Path] = typer.Option(None, "--model", help="a model file (skops) instead of --run"),
+            output: Optional[Path] = typer.Option(None, "--out", help="write JSONL here instead of stdout")) -> None:
+    """Probability and label per function, as JSONL."""
+    from cgtrain.fsutil import atomic_write_text
+    from cgtrain.predict import load_predictor, read_functions
+
+    if (run is None) == (model is None):
+        err.print("give exactly one of --run DIR or --model FILE")
+        raise typer.Exit(EXIT_INVALID_REQUEST)
+    with user_errors():
+        predictor = load_predictor(run_dir=run, model_path=model)
+        items = read_functions(source, predictor.code_column, predictor.id_column)
+        lines = [json.dumps(r, sort_keys=False) for r in predictor.predict(items)]
+    text = "\n".join(lines) + ("\n" if lines else "")
+    if output:
+        atomic_write_text(output, text)
+        err.print(f"{len(lines)} predictions -> {output}")
+    else:
+        sys.stdout.write(text)
+
+
+@data_app.command("synth-bugs")
+def synth_bugs(output: Path = typer.Option(..., "--out", help="JSONL file to write"),
+               seed: int = typer.Option(0, "--seed"),
+               max_functions: int = typer.Option(5000, "--max-functions", min=1, help="clean functions to take"),
+               source: Optional[Path] = typer.Option(None, "--source", help="directory of Python source "
+                                                                            "(default: the standard library)")
+               ) -> None:
+    """Make a labelled bug-detection set: real functions and copies with one injected bug."""
+    from cgtrain.data.synth_bugs import write_dataset
+
+    try:
+        stats = write_dataset(output, seed=seed, max_functions=max_functions, source_dir=source)
+    except ValueError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(EXIT_FAILED)
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(stats.by_kind.items()))
+    out.print(f"wrote {stats.n_functions + stats.n_buggy} rows to {output}: {stats.n_functions} clean, "
+              f"{stats.n_buggy} buggy ({kinds}); {stats.n_files_read} files read, "
+              f"{stats.n_files_skipped} skipped", highlight=False)
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,441 @@
+"""Deterministic synthetic bug-detection data from real Python source (DeepBugs/BugLab style).
+
+Every real function yields a clean row (label 0) and one copy with exactly one injected bug
+(label 1). Both go through the same normaliser, so formatting, comments and docstrings carry
+no label information.
+"""
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib.util
+import json
+import math
+import os
+import random
+import sysconfig
+import warnings
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Callable, Iterator
+
+from cgtrain.fsutil import atomic_write_text
+
+BUG_KINDS: tuple[str, ...] = (
+    "swapped_args", "wrong_binary_operator", "wrong_comparison", "and_or_swap",
+    "off_by_one", "variable_misuse", "bool_flip",
+)
+
+_SKIP_DIRS = frozenset({"site-packages", "test", "tests", "idle_test", "__pycache__"})
+_MIN_BODY_LINES, _MAX_BODY_LINES = 3, 80
+_FUNC_TYPES = (ast.FunctionDef, ast.AsyncFunctionDef)
+_SCOPE_TYPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef,
+                ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+# Operators are only swapped within a precedence level so unparse adds no tell-tale parentheses.
+_ADDITIVE = (ast.Add, ast.Sub)
+_MULTIPLICATIVE = (ast.Mult, ast.Div, ast.FloorDiv, ast.Mod)
+_BINOP_ALTS: dict[type, tuple[type, ...]] = {
+    ast.Add: (ast.Sub,), ast.Sub: (ast.Add,),
+    ast.Mult: (ast.Div, ast.FloorDiv), ast.Div: (ast.Mult, ast.FloorDiv),
+    ast.FloorDiv: (ast.Div, ast.Mod), ast.Mod: (ast.FloorDiv,),
+}
+_CMP_ALTS: dict[type, tuple[type, ...]] = {
+    ast.Lt: (ast.LtE, ast.Gt), ast.LtE: (ast.Lt,), ast.Gt: (ast.GtE, ast.Lt), ast.GtE: (ast.Gt,),
+    ast.Eq: (ast.NotEq,), ast.NotEq: (ast.Eq,), ast.Is: (ast.IsNot,), ast.IsNot: (ast.Is,),
+    ast.In: (ast.NotIn,), ast.NotIn: (ast.In,),
+}
+# Swapping the arguments of these changes nothing, so the "bug" would be label noise.
+_SYMMETRIC_CALLS = frozenset({"max", "min"})
+
+_Site = Callable[[random.Random], None]
+
+
+@dataclass(frozen=True)
+class SynthStats:
+    n_functions: int      # clean functions written
+    n_buggy: int          # mutated functions written
+    n_files_read: int
+    n_files_skipped: int  # unreadable / unparsable source files
+    by_kind: dict[str, int]
+
+
+@dataclass
+class _Counts:
+    n_functions: int = 0
+    n_buggy: int = 0
+    n_files_read: int = 0
+    n_files_skipped: int = 0
+    by_kind: dict[str, int] = field(default_factory=lambda: {k: 0 for k in BUG_KINDS})
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    id: str       # "<module>:<qualname>"
+    group: str    # dotted module name
+    source: str   # file path relative to the source root
+    segment: str  # the function's source lines, decorators included, still indented
+
+
+def normalise(func_source: str) -> str:
+    """Canonical text of a function: re-unparsed, docstrings removed, `a or (b or c)` flattened."""
+    return ast.unparse(_normal_tree(_parse(func_source)))
+
+
+def _parse(source: str) -> ast.Module:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # invalid escapes etc. in old code are not our concern
+        return ast.parse(source)
+
+
+def _normal_tree(tree: ast.AST) -> ast.AST:
+    """Strip docstrings and flatten nested same-op BoolOps, in place (one walk: speed)."""
+    for node in ast.walk(tree):
+        if isinstance(node, (*_FUNC_TYPES, ast.ClassDef)):
+            while node.body and _is_string_stmt(node.body[0]):
+                node.body.pop(0)
+            node.body = node.body or [ast.Pass()]
+        elif isinstance(node, ast.BoolOp):
+            # An and/or swap can nest a BoolOp in one of the same kind, which unparse prints
+            # with parentheses real code rarely has: a label leak. Flatten clean code too.
+            node.values = _flat_values(node)
+    return tree
+
+
+def _flat_values(node: ast.BoolOp) -> list[ast.expr]:
+    out: list[ast.expr] = []
+    for v in node.values:
+        same = isinstance(v, ast.BoolOp) and type(v.op) is type(node.op)
+        out.extend(_flat_values(v) if same else [v])
+    return out
+
+
+def _is_string_stmt(stmt: ast.stmt) -> bool:
+    return (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
+            and isinstance(stmt.value.value, str))
+
+
+def _compiles(func: ast.AST) -> bool:
+    # Compiling the parsed tree skips a re-parse; symtable/codegen checks match compiling text.
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            compile(ast.Module(body=[func], type_ignores=[]), "<sample>", "exec")
+    except (SyntaxError, ValueError, TypeError):
+        return False
+    return True
+
+
+def _collect_sites(func: ast.FunctionDef | ast.AsyncFunctionDef) -> dict[str, list[_Site]]:
+    """Every place each bug kind could be injected, in a deterministic (depth-first) order."""
+    sites: dict[str, list[_Site]] = {k: [] for k in BUG_KINDS}
+    own_scope: list[ast.AST] = []
+    for node, own in _walk(func):
+        if own:
+            own_scope.append(node)
+        if isinstance(node, ast.Call):
+            sites["swapped_args"] += _swap_sites(node)
+        elif isinstance(node, (ast.BinOp, ast.AugAssign)) and _binop_ok(node):
+            alts = [alt() for alt in _BINOP_ALTS[type(node.op)]]
+            sites["wrong_binary_operator"].append(partial(_set_attr, node, "op", alts))
+        elif isinstance(node, ast.Compare):
+            sites["wrong_comparison"] += [
+                partial(_set_item, node.ops, i, [alt() for alt in _CMP_ALTS[type(op)]])
+                for i, op in enumerate(node.ops)]
+        elif isinstance(node, ast.BoolOp):
+            flipped = ast.Or() if isinstance(node.op, ast.And) else ast.And()
+            sites["and_or_swap"].append(partial(_set_attr, node, "op", [flipped]))
+        elif isinstance(node, ast.Constant) and type(node.value) is int:
+            # Never go negative: a negative Constant unparses ambiguously (`-1 ** 2`).
+            shifted = [node.value + 1, node.value - 1] if node.value > 0 else [1]
+            sites["off_by_one"].append(partial(_set_attr, node, "value", shifted))
+        elif isinstance(node, ast.Constant) and type(node.value) is bool:
+            sites["bool_flip"].append(partial(_set_attr, node, "value", [not node.value]))
+    sites["variable_misuse"] = _misuse_sites(func, own_scope)
+    return sites
+
+
+def _set_attr(node: ast.AST, attr: str, choices: list, rng: random.Random) -> None:
+    setattr(node, attr, rng.choice(choices))
+
+
+def _set_item(items: list, i: int, choices: list, rng: random.Random) -> None:
+    items[i] = rng.choice(choices)
+
+
+def _swap(items: list, i: int, j: int, rng: random.Random) -> None:
+    items[i], items[j] = items[j], items[i]
+
+
+def _walk(func: ast.FunctionDef | ast.AsyncFunctionDef) -> Iterator[tuple[ast.AST, bool]]:
+    """(node, in the function's own scope) for defaults and body; decorators and the
+    signature's annotations are left alone. One pass, since this is the hot loop."""
+    a = func.args
+    stack = [(n, False) for n in [*a.defaults, *(d for d in a.kw_defaults if d)]]
+    stack += [(n, True) for n in func.body]
+    stack.reverse()
+    enclosing: set[int] = set()  # ids of parts of nested scopes evaluated in this one
+    while stack:
+        node, own = stack.pop()
+        yield node, own
+        # Nested defs, lambdas, classes and comprehensions have their own locals...
+        inner = own and not isinstance(node, _SCOPE_TYPES)
+        if own and not inner:  # ...but their defaults, decorators etc. run in ours.
+            enclosing.update(map(id, _enclosing_parts(node)))
+        stack.extend((c, inner or id(c) in enclosing)
+                     for c in reversed(list(ast.iter_child_nodes(node))))
+
+
+def _enclosing_parts(scope: ast.AST) -> list[ast.AST]:
+    if isinstance(scope, ast.ClassDef):
+        return [*scope.decorator_list, *scope.bases, *(k.value for k in scope.keywords)]
+    if isinstance(scope, (*_FUNC_TYPES, ast.Lambda)):
+        a = scope.args
+        return [*getattr(scope, "decorator_list", []), *a.defaults,
+                *(d for d in a.kw_defaults if d)]
+    return [scope.generators[0].iter]  # a comprehension's first iterable
+
+
+def _swap_sites(call: ast.Call) -> list[_Site]:
+    if isinstance(call.func, ast.Name) and call.func.id in _SYMMETRIC_CALLS:
+        return []
+    args = call.args
+    texts = [ast.dump(a) for a in args]
+    return [partial(_swap, args, i, j) for i in range(len(args)) for j in range(i + 1, len(args))
+            if texts[i] != texts[j] and not isinstance(args[i], ast.Starred)
+            and not isinstance(args[j], ast.Starred)]
+
+
+def _binop_ok(node: ast.BinOp | ast.AugAssign) -> bool:
+    if type(node.op) not in _BINOP_ALTS:
+        return False
+    operands = [node.value] if isinstance(node, ast.AugAssign) else [node.left, node.right]
+    # `"..." % x` / `"a" + b` is string work: changing it makes a trivially visible bug.
+    if any(isinstance(o, ast.JoinedStr) or (isinstance(o, ast.Constant)
+           and isinstance(o.value, (str, bytes))) for o in operands):
+        return False
+    if isinstance(node, ast.BinOp) and isinstance(node.right, ast.BinOp):
+        level = _ADDITIVE if isinstance(node.op, _ADDITIVE) else _MULTIPLICATIVE
+        return not isinstance(node.right.op, level)  # avoid `a + (b + c)`-style tells
+    return True
+
+
+def _misuse_sites(func: ast.FunctionDef | ast.AsyncFunctionDef,
+                  nodes: list[ast.AST]) -> list[_Site]:
+    """Loads of a local name, each replaceable by another local of the same function scope."""
+    declared = {n for s in nodes if isinstance(s, (ast.Global, ast.Nonlocal)) for n in s.names}
+    a = func.args
+    params = [*a.posonlyargs, *a.args, *a.kwonlyargs, *(x for x in (a.vararg, a.kwarg) if x)]
+    local = {p.arg for p in params}
+    for n in nodes:
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
+            local.add(n.id)
+        elif isinstance(n, (ast.ExceptHandler, *_FUNC_TYPES, ast.ClassDef)) and n.name:
+            local.add(n.name)
+        elif isinstance(n, ast.alias):
+            local.add((n.asname or n.name).split(".")[0])
+    names = sorted(local - declared)
+    if len(names) < 2:
+        return []
+    return [partial(_set_attr, n, "id", [m for m in names if m != n.id]) for n in nodes
+            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and n.id in names]
+
+
+def applicable_kinds(func_source: str) -> list[str]:
+    """Bug kinds with at least one injection site in the function."""
+    sites = _collect_sites(_parse_func(normalise(func_source)))
+    return [k for k in BUG_KINDS if sites[k]]
+
+
+def mutate(func_source: str, kind: str, rng: random.Random) -> str | None:
+    """Inject one bug of `kind` at a site chosen by `rng`. Returns normalised code, or None when
+    the function has no site for `kind` (or the mutant would not differ / not compile)."""
+    if kind not in BUG_KINDS:
+        raise ValueError(f"unknown bug kind {kind!r}; expected one of {BUG_KINDS}")
+    clean = normalise(func_source)
+    func = _parse_func(clean)
+    return _inject(clean, func, _collect_sites(func)[kind], rng)
+
+
+def _inject(clean: str, func: ast.AST, sites: list[_Site], rng: random.Random) -> str | None:
+    if not sites:
+        return None
+    rng.choice(sites)(rng)
+    try:  # the very same normaliser as the clean code (normalise(), inlined to keep the tree)
+        mutated = _normal_tree(_parse(ast.unparse(func)))
+    except (SyntaxError, ValueError, RecursionError):
+        return None
+    mutant = ast.unparse(mutated)
+    return mutant if mutant != clean and _compiles(mutated.body[0]) else None
+
+
+def _parse_func(source: str) -> ast.FunctionDef | ast.AsyncFunctionDef:
+    body = _parse(source).body
+    if len(body) != 1 or not isinstance(body[0], _FUNC_TYPES):
+        raise ValueError("expected source holding exactly one top-level function")
+    return body[0]
+
+
+def _resolve_root(source_dir: str | Path | None) -> tuple[Path, list[Path]]:
+    root = Path(source_dir) if source_dir is not None else Path(sysconfig.get_paths()["stdlib"])
+    if not root.is_dir():
+        raise ValueError(f"source directory does not exist or is not a directory: {root}")
+    files = _source_files(root)
+    if not files:
+        raise ValueError(f"no Python source files found under {root}")
+    return root, files
+
+
+def _source_files(root: Path) -> list[Path]:
+    files: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)  # sorted: deterministic
+        files += [Path(dirpath, f) for f in sorted(filenames) if f.endswith(".py")]
+    return files
+
+
+def _module_name(rel: Path) -> str:
+    parts = list(rel.with_suffix("").parts)
+    if parts[-1] == "__init__" and len(parts) > 1:
+        parts.pop()
+    return ".".join(parts)
+
+
+def _candidates(root: Path, files: list[Path], counts: _Counts) -> list[_Candidate]:
+    out: list[_Candidate] = []
+    seen: set[str] = set()
+    for path in files:
+        try:
+            text = importlib.util.decode_source(path.read_bytes())  # PEP 263 + newlines
+            tree = _parse(text)
+        except (OSError, SyntaxError, ValueError, RecursionError, MemoryError):
+            counts.n_files_skipped += 1
+            continue
+        counts.n_files_read += 1
+        lines = text.split("\n")
+        rel = path.relative_to(root)
+        group = _module_name(rel)
+        for qualname, node in _functions(tree):
+            if not _size_ok(node):
+                continue
+            cid, k = f"{group}:{qualname}", 2
+            while cid in seen:  # redefinitions (e.g. property setters) share a qualname
+                cid, k = f"{group}:{qualname}#{k}", k + 1
+            seen.add(cid)
+            # Keep source text, not the AST: millions of live AST nodes make every later
+            # cyclic-GC pass crawl (measured ~7x slower parsing in the row phase).
+            start = node.decorator_list[0].lineno if node.decorator_list else node.lineno
+            segment = "\n".join(lines[start - 1:node.end_lineno])
+            out.append(_Candidate(cid, group, rel.as_posix(), segment))
+    return out
+
+
+def _functions(tree: ast.Module) -> Iterator[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef]]:
+    for node in tree.body:
+        if isinstance(node, _FUNC_TYPES):
+            yield node.name, node
+        elif isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, _FUNC_TYPES):
+                    yield f"{node.name}.{item.name}", item
+
+
+def _size_ok(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    body = node.body[1:] if _is_string_stmt(node.body[0]) else node.body
+    if not body:
+        return False
+    lines = body[-1].end_lineno - body[0].lineno + 1
+    return _MIN_BODY_LINES <= lines <= _MAX_BODY_LINES
+
+
+def _func_rng(seed: int, cid: str) -> random.Random:
+    # sha256, not hash(): str hashes are salted per process.
+    digest = hashlib.sha256(f"{seed}:{cid}".encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "big"))
+
+
+def _clean_func(segment: str) -> tuple[str, ast.AST] | None:
+    # A method is indented: parsing it inside `if 1:` keeps its text intact, where
+    # textwrap.dedent would mangle multi-line strings. unparse then emits a top-level def.
+    wrapped = segment[:1] in (" ", "\t")
+    try:
+        body = _parse(f"if 1:\n{segment}" if wrapped else segment).body
+        node = body[0].body[0] if wrapped else body[0]
+        clean = ast.unparse(_normal_tree(node))
+        func = _parse_func(clean)
+    except (SyntaxError, ValueError, RecursionError, IndexError, AttributeError):
+        return None
+    # A mutant takes one more parse/unparse round trip than its clean text; require a fixed
+    # point so that round trip cannot change formatting elsewhere and leak the label.
+    if ast.unparse(func) != clean or not _compiles(func):
+        return None
+    return clean, func
+
+
+def _pick_mutant(clean: str, func: ast.AST, rng: random.Random, by_kind: dict[str, int],
+                 seen: set[str]) -> tuple[str, str] | None:
+    sites: dict[str, list[_Site]] | None = _collect_sites(func)
+    kinds = [k for k in BUG_KINDS if sites[k]]
+    # Weighted shuffle (Efraimidis-Spirakis, in log space), weight 1/(1 + uses so far)**2:
+    # kinds that apply almost everywhere (variable_misuse) would otherwise crowd out the rest.
+    order = sorted(kinds, key=lambda k: math.log(1.0 - rng.random()) * (1 + by_kind[k]) ** 2,
+                   reverse=True)
+    for kind in order:  # later kinds are fallbacks when a mutant is a duplicate
+        if sites is None:  # the previous attempt mutated the tree in place
+            func = _parse_func(clean)
+            sites = _collect_sites(func)
+        mutant = _inject(clean, func, sites[kind], rng)
+        sites = None
+        if mutant is not None and mutant not in seen:
+            return kind, mutant
+    return None
+
+
+def _rows(seed: int, max_functions: int, root: Path, files: list[Path],
+          counts: _Counts) -> Iterator[dict]:
+    candidates = _candidates(root, files, counts)
+    random.Random(seed).shuffle(candidates)  # unbiased pick from ALL candidates
+    seen: set[str] = set()
+    for cand in candidates:
+        if counts.n_functions >= max_functions:
+            return
+        pair = _clean_func(cand.segment)
+        if pair is None or pair[0] in seen:
+            continue
+        clean, func = pair
+        picked = _pick_mutant(clean, func, _func_rng(seed, cand.id), counts.by_kind, seen)
+        if picked is None:
+            continue  # no usable mutant: drop the clean row too, keeping labels balanced
+        kind, mutant = picked
+        seen.update((clean, mutant))
+        counts.n_functions += 1
+        counts.n_buggy += 1
+        counts.by_kind[kind] += 1
+        base = {"group": cand.group, "source": cand.source}
+        yield {"id": f"{cand.id}:clean", "code": clean, "label": 0, "bug_kind": "none", **base}
+        yield {"id": f"{cand.id}:{kind}:0", "code": mutant, "label": 1, "bug_kind": kind, **base}
+
+
+def generate_rows(seed: int = 0, max_functions: int = 5000,
+                  source_dir: str | Path | None = None) -> Iterator[dict]:
+    """Clean/mutant row pairs; `max_functions` caps the clean functions. Raises ValueError
+    immediately (not on first iteration) for a missing or Python-free `source_dir`."""
+    return _generate(seed, max_functions, source_dir, _Counts())
+
+
+def _generate(seed: int, max_functions: int, source_dir: str | Path | None,
+              counts: _Counts) -> Iterator[dict]:
+    if max_functions < 0:
+        raise ValueError(f"max_functions must be >= 0, got {max_functions}")
+    root, files = _resolve_root(source_dir)
+    return _rows(seed, max_functions, root, files, counts)
+
+
+def write_dataset(out_path: str | Path, seed: int = 0, max_functions: int = 5000,
+                  source_dir: str | Path | None = None) -> SynthStats:
+    """Write the rows as JSONL atomically (temp file + fsync + rename) and return stats."""
+    counts = _Counts()
+    lines = [json.dumps(row, ensure_ascii=False) + "\n"
+             for row in _generate(seed, max_functions, source_dir, counts)]
+    atomic_write_text(out_path, "".join(lines))
+    return SynthStats(**asdict(counts))

@@ -1,0 +1,384 @@
+"""Code tokenizer: raw source -> normalised, whitespace-free tokens.
+
+Pygments' C lexer alone manages only ~550 Juliet functions/s on one core (the
+target is >= 1,000), so the common languages use a single-pass regex lexer per
+language family; any other language Pygments knows goes through Pygments.
+"""
+
+from __future__ import annotations
+
+import builtins
+import keyword
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from sklearn.base import BaseEstimator, TransformerMixin
+
+STR, CHR, NUM, FLOAT = "<str>", "<chr>", "<num>", "<float>"
+
+# --- lexical pieces shared by the families ---------------------------------
+_C_COMMENT = r"//[^\n]*|/\*[\s\S]*?(?:\*/|\Z)"
+_DQ = r'"(?:\\[\s\S]|[^"\\\n])*(?:"|$)'  # unterminated: runs to end of line
+_SQ = r"'(?:\\[\s\S]|[^'\\\n])*(?:'|$)"
+_DQ_ML = r'"(?:\\[\s\S]|[^"\\])*(?:"|\Z)'  # may span lines
+_SQ_ML = r"'(?:\\[\s\S]|[^'\\])*(?:'|\Z)"
+_NUM = (
+    r"(?:0[xX][0-9a-fA-F](?:['_]?[0-9a-fA-F])*(?:\.[0-9a-fA-F]*)?(?:[pP][+-]?\d+)?"
+    r"|0[bB][01](?:['_]?[01])*|0[oO][0-7](?:_?[0-7])*"
+    r"|(?:\d(?:['_]?\d)*(?:\.(?:\d(?:['_]?\d)*)?)?|\.\d(?:_?\d)*)(?:[eE][+-]?\d+)?)\w*"
+)
+# Longest first, so `<<=` wins over `<<` and `<`.
+_OPS = sorted(
+    """>>>= <<= >>= >>> ... ->* <=> === !== **= //= ::= ?? ?. .* :: -> => ++ --
+    << >> <= >= == != && || += -= *= /= %= &= |= ^= ** // := ## <-""".split(),
+    key=len,
+    reverse=True,
+)
+_OP = "|".join(map(re.escape, _OPS)) + r"|[^\s\w]"
+
+# --- names kept whole (everything else is split into lower-case words) ------
+_C_KEEP = """
+auto break case char const continue default do double else enum extern float for goto if
+inline int long register restrict return short signed sizeof static struct switch typedef
+union unsigned void volatile while _Bool _Complex _Noreturn _Alignas _Alignof _Atomic
+_Static_assert _Thread_local __int64 __int32 __declspec __cdecl __stdcall asm bool catch
+class const_cast constexpr delete dynamic_cast explicit false friend mutable namespace new
+noexcept nullptr operator private protected public reinterpret_cast static_cast
+static_assert template this throw true try typeid typename using virtual wchar_t char8_t
+char16_t char32_t size_t ssize_t ptrdiff_t intptr_t uintptr_t int8_t int16_t int32_t
+int64_t uint8_t uint16_t uint32_t uint64_t off_t time_t FILE NULL EOF SIZE_MAX INT_MAX
+INT_MIN UINT_MAX LONG_MAX LONG_MIN LLONG_MAX LLONG_MIN ULONG_MAX CHAR_MAX CHAR_MIN
+CHAR_BIT SCHAR_MAX UCHAR_MAX SHRT_MAX SHRT_MIN USHRT_MAX RAND_MAX BUFSIZ FILENAME_MAX
+PATH_MAX MAX_PATH TRUE FALSE BOOL DWORD HANDLE LPSTR LPCSTR LPWSTR LPCWSTR WCHAR TCHAR
+INVALID_HANDLE_VALUE _snprintf _snwprintf _vsnprintf _wfopen _wcsdup _strdup _alloca
+_stricmp _wcsicmp _TRUNCATE abstract boolean byte extends final finally implements
+import instanceof interface native package strictfp super synchronized throws transient
+String StringBuilder Integer Object System Math Runtime ProcessBuilder Thread Exception
+IOException NullPointerException Class Override var val fun internal override sealed
+"""
+_JS_KEEP = """
+break case catch class const continue debugger default delete do else export extends
+false finally for function if import in instanceof let new null return super switch this
+throw true try typeof var void while with yield async await of undefined NaN Infinity
+JSON Object Array String Number Boolean Promise Math Date RegExp Error TypeError Symbol
+Map Set WeakMap BigInt Buffer XMLHttpRequest __dirname __filename encodeURIComponent
+decodeURIComponent encodeURI decodeURI parseInt parseFloat setTimeout setInterval
+innerHTML outerHTML insertAdjacentHTML dangerouslySetInnerHTML localStorage
+sessionStorage postMessage createElement getElementById querySelector addEventListener
+readFileSync writeFileSync execSync spawnSync fromCharCode any unknown never readonly
+"""
+_GO_KEEP = """
+break case chan const continue default defer else fallthrough for func go goto if import
+interface map package range return select struct switch type var nil iota true false
+append cap close copy delete len make new panic print println recover int8 int16 int32
+int64 uint8 uint16 uint32 uint64 uintptr float32 float64 complex64 complex128 byte rune
+"""
+_RUST_KEEP = """
+as async await break const continue crate dyn else enum extern false fn for if impl in
+let loop match mod move mut pub ref return self Self static struct super trait true type
+unsafe use where while Box Vec Option Some None Ok Err Result String Rc Arc RefCell
+usize isize u8 u16 u32 u64 u128 i8 i16 i32 i64 i128 f32 f64 from_raw_parts set_len
+get_unchecked transmute unwrap expect
+"""
+_SCRIPT_KEEP = "ARGV ENV STDIN STDOUT STDERR __FILE__ __LINE__ __dir__ nil NULL TRUE FALSE"
+_PHP_KEEP = "_GET _POST _REQUEST _COOKIE _SERVER _FILES _SESSION _ENV GLOBALS NULL PDO"
+_PY_KEEP = " ".join([*keyword.kwlist, *keyword.softkwlist, *dir(builtins)])
+
+_SUBWORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
+_SUBWORD_UNICODE = re.compile(r"[^\W\d_]+|\d+")
+
+
+@dataclass
+class _Family:
+    """One lexer: a master regex plus names kept whole, with a name cache."""
+
+    name: str
+    skip: str
+    strings: str
+    chars: str | None = None
+    preproc: bool = False
+    keep: str = ""
+    regex: re.Pattern = field(init=False)
+    keep_set: frozenset = field(init=False)
+    cache: dict = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        parts = [f"(?P<skip>{self.skip})"]
+        if self.preproc:
+            parts.append(r"(?P<pre>^[ \t]*#[ \t]*(?P<pn>[A-Za-z_]\w*))")
+        parts.append(f"(?P<str>{self.strings})")
+        if self.chars:
+            parts.append(f"(?P<chr>{self.chars})")
+        parts += [f"(?P<num>{_NUM})", r"(?P<id>[^\W\d]\w*)", f"(?P<op>{_OP})"]
+        self.regex = re.compile("|".join(parts), re.MULTILINE)
+        self.keep_set = frozenset(self.keep.split())
+
+    def name_tokens(self, ident: str) -> list[str]:
+        toks = self.cache.get(ident)
+        if toks is None:
+            toks = _split_name(ident, self.keep_set)
+            if len(self.cache) > 200_000:  # unbounded vocabularies (minified code)
+                self.cache.clear()
+            self.cache[ident] = toks
+        return toks
+
+
+def _split_name(ident: str, keep: frozenset) -> list[str]:
+    if ident in keep or (len(ident) > 4 and ident[:2] == "__" == ident[-2:]):
+        return [ident]
+    pattern = _SUBWORD if ident.isascii() else _SUBWORD_UNICODE
+    parts = [p.lower() for p in pattern.findall(ident)]
+    return parts or [ident]  # e.g. "_" or "__"
+
+
+_C_STRINGS = (
+    r'(?:u8|[LuU])?R"(?P<rd>[^()\\\s"]{0,16})\([\s\S]*?\)(?P=rd)"'  # C++ raw
+    r'|"""[\s\S]*?(?:"""|\Z)|@"(?:[^"]|"")*(?:"|\Z)|(?:u8|[LuU])?' + _DQ
+)
+_FAMILIES = {
+    f.name: f
+    for f in (
+        _Family("c", _C_COMMENT + r"|\\\r?\n", _C_STRINGS, r"(?:u8|[LuU])?" + _SQ,
+                preproc=True, keep=_C_KEEP),
+        _Family("python", r"#[^\n]*|\\\r?\n",
+                r"(?i:[rbuf]{0,2})(?:'''[\s\S]*?(?:'''|\Z)|\"\"\"[\s\S]*?(?:\"\"\"|\Z)|"
+                + _SQ + "|" + _DQ + ")", keep=_PY_KEEP),
+        _Family("js", _C_COMMENT, _DQ + "|" + _SQ + r"|`(?:\\[\s\S]|[^`\\])*(?:`|\Z)",
+                keep=_JS_KEEP),
+        _Family("go", _C_COMMENT, _DQ + r"|`[^`]*(?:`|\Z)", _SQ, keep=_GO_KEEP),
+        _Family("rust", _C_COMMENT, r'b?r(?P<rh>#*)"[\s\S]*?"(?P=rh)|b?' + _DQ_ML,
+                r"b?'(?:\\(?:x[0-9a-fA-F]{2}|u\{[0-9a-fA-F]{1,6}\}|.)|[^'\\\n])'",
+                keep=_RUST_KEEP),
+        _Family("script", r"#[^\n]*", _DQ_ML + "|" + _SQ_ML, keep=_SCRIPT_KEEP),
+        _Family("php", r"#[^\n]*|" + _C_COMMENT, _DQ_ML + "|" + _SQ_ML, keep=_PHP_KEEP),
+    )
+}
+_ALIASES = {
+    alias: fam
+    for fam, names in {
+        "c": "c h cpp c++ cxx cc hpp objective-c objc objective-c++ cuda cu csharp c# cs "
+             "java kotlin kt scala swift dart groovy d arduino glsl hlsl opencl solidity",
+        "python": "python py python3 py3 pyx cython sage starlark bazel bzl",
+        "js": "javascript js jsx typescript ts tsx node mjs cjs json",
+        "go": "go golang",
+        "rust": "rust rs",
+        "script": "ruby rb shell sh bash zsh ksh fish perl pl r yaml yml toml make "
+                  "makefile cmake powershell ps1 tcl nim crystal elixir julia coffeescript",
+        "php": "php php3 php4 php5 php7 php8",
+    }.items()
+    for alias in names.split()
+}
+
+
+# --- number normalisation --------------------------------------------------
+_NUM_CACHE: dict[str, str] = {}
+_DEC = re.compile(r"(\d*)(\.\d*)?(e[+-]?\d+)?(.*)", re.S)
+
+
+def _number(text: str) -> str:
+    tok = _NUM_CACHE.get(text)
+    if tok is None:
+        tok = _classify_number(text.lower().replace("_", "").replace("'", ""))
+        if len(_NUM_CACHE) > 100_000:
+            _NUM_CACHE.clear()
+        _NUM_CACHE[text] = tok
+    return tok
+
+
+def _classify_number(t: str) -> str:
+    if t[:2] in ("0x", "0b", "0o"):
+        if t[:2] == "0x" and ("." in t or "p" in t):
+            return FLOAT
+        digits = re.match(r"[0-9a-f]*", t[2:]).group()
+        base = {"0x": 16, "0b": 2, "0o": 8}[t[:2]]
+        try:
+            return _int_token(int(digits, base))
+        except ValueError:
+            return NUM
+    whole, frac, exp, suffix = _DEC.match(t).groups()
+    if frac or exp or suffix[:1] in ("f", "d", "j") or not whole:
+        return FLOAT
+    return _int_token(int(whole))
+
+
+def _int_token(v: int) -> str:
+    # Small ints, powers of two and 2**k - 1 (UCHAR_MAX, INT_MAX...) carry
+    # meaning for off-by-one, buffer-size and overflow bugs; others do not.
+    if v <= 16 or (v <= 2**64 and (v & (v - 1) == 0 or (v >= 255 and v & (v + 1) == 0))):
+        return str(v)
+    return NUM
+
+
+# --- lexing ----------------------------------------------------------------
+def _lex(code: str, fam: _Family) -> list[str]:
+    out: list[str] = []
+    append, extend, names = out.append, out.extend, fam.name_tokens
+    for m in fam.regex.finditer(code):
+        kind = m.lastgroup
+        if kind == "id":
+            extend(names(m.group()))
+        elif kind == "op":
+            tok = m.group()
+            if tok.isprintable():  # drop control characters from binary junk
+                append(tok)
+        elif kind == "num":
+            append(_number(m.group()))
+        elif kind == "str":
+            append(STR)
+        elif kind == "chr":
+            append(CHR)
+        elif kind == "pre":
+            append("#" + m.group("pn"))
+    return out
+
+
+def _pygments_tokens(code: str, lexer) -> list[str]:
+    """Fallback for languages without a regex family; slow but broad."""
+    from pygments.token import Comment, Name, Number, String
+
+    out: list[str] = []
+    fam = _FAMILIES["c"]
+    in_string = False
+    for ttype, value in lexer.get_tokens(code):
+        if ttype in String:
+            if not in_string:
+                out.append(CHR if ttype in String.Char else STR)
+            in_string = True
+            continue
+        in_string = False
+        if ttype in Comment or not value.strip():
+            continue
+        if ttype in Number:
+            out.append(FLOAT if ttype in Number.Float else _number(value.strip()))
+        elif ttype in Name and value.isidentifier():
+            out.extend(fam.name_tokens(value))
+        else:
+            out.extend(_lex(value, fam))
+    return out
+
+
+@lru_cache(maxsize=256)
+def _resolve(language: str):
+    """Language name -> regex family, or a cached Pygments lexer."""
+    name = language.strip().lower()
+    if name in _ALIASES:
+        return _FAMILIES[_ALIASES[name]]
+    try:
+        from pygments.lexers import get_lexer_by_name
+
+        lexer = get_lexer_by_name(name, stripnl=False, ensurenl=False)
+    except Exception:  # unknown to Pygments too: brace-language default
+        return _FAMILIES["c"]
+    for alias in lexer.aliases:
+        if alias in _ALIASES:
+            return _FAMILIES[_ALIASES[alias]]
+    return lexer
+
+
+_PY_HINT = re.compile(
+    r"^[ \t]*(?:(?:async[ \t]+)?def|class)[ \t]+\w+[^\n]*:[ \t]*(?:#[^\n]*)?$"
+    r"|^[ \t]*(?:from[ \t]+[\w.]+[ \t]+)?import[ \t]+\w[\w., \t]*$"
+    r"|^[ \t]*(?:if|elif|else|for|while|try|except|finally|with)\b[^\n;{}]*:[ \t]*$"
+    r"|\bself\.|^[ \t]*#[ \t]+|^[ \t]*@\w+",
+    re.M,
+)
+_C_HINT = re.compile(r"[;{}][ \t]*$|^[ \t]*#[ \t]*[a-z]+\b[^\n]*$|//|/\*", re.M)
+_SUBFAMILY = [  # (name, substrings that must occur, confirming pattern)
+    ("php", ("<?php", "$"), re.compile(r"<\?php|^[ \t]*\$\w+[ \t]*=", re.M)),
+    ("go", ("func", "package"),
+     re.compile(r"^[ \t]*(?:package[ \t]+\w+|func[ \t]+(?:\([^)]*\)[ \t]*)?\w+\()", re.M)),
+    ("rust", ("fn", "let mut", "impl"),
+     re.compile(r"\bfn[ \t]+\w+[ \t]*[<(]|\blet[ \t]+mut\b|\bimpl\b")),
+    ("js", ("function", "=>", "let ", "var ", "const ", "console."),
+     re.compile(r"\bfunction\b|=>|\b(?:let|var|const)[ \t]+\w+[ \t]*=|\bconsole\.")),
+]
+
+
+def _guess(code: str):
+    """Cheap counts first, then line regexes; Pygments' slow guess_lexer last."""
+    head = code[:2000]
+    # `;` ends C-family statements, `:` + newline ends Python block headers;
+    # `case x:` / `default:` are the C lines that end in a colon.
+    c = head.count(";")
+    py = head.count(":\n") + head.count(":\r\n") + head.count("self.")
+    py -= head.count("case ") + head.count("default:")
+    # Docstrings and a leading `def` outweigh `;` in prose or one-liners.
+    py += 2 * (head.count('"""') + head.count("'''"))
+    if head.lstrip().startswith(("def ", "async def ", "@")):
+        py += 5
+    if c == py:  # no signal (or a tie): the slower, sharper line patterns
+        py, c = len(_PY_HINT.findall(head)), len(_C_HINT.findall(head))
+    if py > c:
+        return _FAMILIES["python"]
+    if c:
+        for name, cue, pattern in _SUBFAMILY:
+            if any(s in head for s in cue) and pattern.search(head):
+                return _FAMILIES[name]
+        return _FAMILIES["c"]
+    if head.count("\n") >= 2:  # guess_lexer cannot tell anything from less
+        try:
+            from pygments.lexers import guess_lexer
+
+            for alias in guess_lexer(head).aliases:
+                if alias in _ALIASES:
+                    return _FAMILIES[_ALIASES[alias]]
+        except Exception:
+            pass
+    return _FAMILIES["c"]
+
+
+def tokenize_code(code: str, language: str | None = None) -> list[str]:
+    """Normalised tokens of `code`; never raises on str input, no token has whitespace."""
+    code = _as_text(code)
+    if not code:
+        return []
+    lexer = _guess(code) if not language else _resolve(str(language))
+    if isinstance(lexer, _Family):
+        return _lex(code, lexer)
+    try:
+        return _pygments_tokens(code, lexer)
+    except Exception:
+        return _lex(code, _FAMILIES["c"])
+
+
+def token_doc(code: str, language: str | None = None) -> str:
+    return " ".join(tokenize_code(code, language))
+
+
+def _as_text(x) -> str:
+    if isinstance(x, str):
+        return x
+    if isinstance(x, bytes):
+        return x.decode("utf-8", errors="replace")
+    return "" if x is None else str(x)
+
+
+def token_docs(codes: Iterable[str], language: str | None = None) -> list[str]:
+    if isinstance(codes, (str, bytes)):
+        raise TypeError("token_docs expects an iterable of code strings, not one string")
+    return [" ".join(tokenize_code(c, language)) for c in codes]
+
+
+class CodeTokenizer(TransformerMixin, BaseEstimator):
+    """Stateless transformer: raw code strings -> space-separated token docs."""
+
+    def __init__(self, language: str | None = None):
+        self.language = language
+
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X) -> list[str]:
+        return token_docs(X, self.language)
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return True  # nothing to learn
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = False
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        return tags

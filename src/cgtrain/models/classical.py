@@ -1,0 +1,71 @@
+"""scikit-learn and LightGBM families over the code-feature matrix."""
+from __future__ import annotations
+
+from lightgbm import LGBMClassifier
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.svm import LinearSVC
+
+from cgtrain.models.base import Family, register_family
+
+
+def _logreg(p, seed, class_weight):
+    return LogisticRegression(C=p["C"], solver="liblinear", max_iter=p["max_iter"],
+                              class_weight=class_weight, random_state=seed)
+
+
+def _linear_svm(p, seed, class_weight):
+    svm = LinearSVC(C=p["C"], class_weight=class_weight, max_iter=p["max_iter"], random_state=seed)
+    # Calibrated so the family gives probabilities like the others (ROC/PR-AUC, thresholds).
+    return CalibratedClassifierCV(svm, method="sigmoid", cv=3)
+
+
+def _random_forest(p, seed, class_weight):
+    return RandomForestClassifier(
+        n_estimators=p["n_estimators"], max_depth=p["max_depth"], min_samples_leaf=p["min_samples_leaf"],
+        max_features=p["max_features"], class_weight=class_weight, random_state=seed, n_jobs=-1)
+
+
+def _lightgbm(p, seed, class_weight):
+    return LGBMClassifier(
+        n_estimators=p["n_estimators"], learning_rate=p["learning_rate"], num_leaves=p["num_leaves"],
+        min_child_samples=p["min_child_samples"], colsample_bytree=p["colsample_bytree"],
+        reg_lambda=p["reg_lambda"], class_weight=class_weight, random_state=seed,
+        deterministic=True, force_col_wise=True, n_jobs=p["n_jobs"], verbose=-1)
+
+
+register_family(Family(
+    name="logreg", build=_logreg, description="L2 logistic regression (liblinear)",
+    default_space={"C": {"type": "float", "low": 1e-1, "high": 1e2, "log": True}},
+    defaults={"C": 1.0, "max_iter": 2000}))
+
+register_family(Family(
+    name="linear_svm", build=_linear_svm, description="linear SVM, sigmoid-calibrated",
+    # Above C ~ 1 liblinear rarely converges on sparse n-grams and only gets slower.
+    default_space={"C": {"type": "float", "low": 1e-3, "high": 1.0, "log": True}},
+    defaults={"C": 0.1, "max_iter": 2000}))
+
+register_family(Family(
+    name="random_forest", build=_random_forest, description="random forest",
+    default_space={
+        "n_estimators": {"type": "int", "low": 100, "high": 400, "step": 100},
+        "max_depth": {"type": "categorical", "choices": [None, 20, 60]},
+        "min_samples_leaf": {"type": "int", "low": 1, "high": 5},
+        "max_features": {"type": "categorical", "choices": ["sqrt", "log2"]},
+    },
+    defaults={"n_estimators": 200, "max_depth": None, "min_samples_leaf": 1, "max_features": "sqrt"}))
+
+register_family(Family(
+    name="lightgbm", build=_lightgbm, description="LightGBM gradient-boosted trees",
+    default_space={
+        "n_estimators": {"type": "int", "low": 100, "high": 400, "step": 50},
+        "learning_rate": {"type": "float", "low": 0.03, "high": 0.3, "log": True},
+        "num_leaves": {"type": "int", "low": 15, "high": 63, "log": True},
+        "min_child_samples": {"type": "int", "low": 5, "high": 50, "log": True},
+        # Sparse n-gram matrices are wide: sampling columns keeps each tree cheap.
+        "colsample_bytree": {"type": "float", "low": 0.1, "high": 0.5},
+        "reg_lambda": {"type": "float", "low": 1e-3, "high": 10.0, "log": True},
+    },
+    defaults={"n_estimators": 200, "learning_rate": 0.1, "num_leaves": 31, "min_child_samples": 20,
+              "colsample_bytree": 0.3, "reg_lambda": 1.0, "n_jobs": 2}))

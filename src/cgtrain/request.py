@@ -1,0 +1,282 @@
+"""The TrainingRequest: one strict, validated description of a training job.
+
+Validated once at the boundary (Ludwig habit); inner code trusts it. Errors are
+turned into one line per problem naming the field, the value and the fix.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from cgtrain.plugins import did_you_mean
+
+SAMPLERS = ("grid", "random", "tpe", "gp", "cmaes", "qmc")
+METRICS = ("f1", "accuracy", "precision", "recall", "roc_auc", "pr_auc", "mcc", "balanced_accuracy")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- search spaces as data (Optuna distributions) ---------------------------------
+class FloatParam(Strict):
+    type: Literal["float"]
+    low: float
+    high: float
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _range(self):
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log scale needs low > 0, got {self.low}")
+        return self
+
+
+class IntParam(Strict):
+    type: Literal["int"]
+    low: int
+    high: int
+    step: int = 1
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _range(self):
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
+        return self
+
+
+class CategoricalParam(Strict):
+    type: Literal["categorical"]
+    choices: list[Union[str, int, float, bool, None]] = Field(min_length=1)
+
+
+ParamSpec = Annotated[Union[FloatParam, IntParam, CategoricalParam], Field(discriminator="type")]
+
+
+class Candidate(Strict):
+    """A model family to try, with an optional search space and fixed params."""
+
+    family: str
+    space: dict[str, ParamSpec] | None = None  # None: the family's default space
+    params: dict[str, Any] = Field(default_factory=dict)  # fixed, not searched
+
+    @field_validator("family")
+    @classmethod
+    def _known_family(cls, name: str) -> str:
+        from cgtrain.models import FAMILIES
+
+        if name not in FAMILIES:
+            raise ValueError(f"unknown family '{name}'{did_you_mean(name, FAMILIES.names())}; "
+                             f"choose one of: {', '.join(FAMILIES.names())}")
+        return name
+
+    @model_validator(mode="after")
+    def _known_params(self):
+        from cgtrain.models import FAMILIES
+
+        family = FAMILIES.get(self.family)
+        allowed = family.param_names()
+        for key in list(self.space or {}) + list(self.params):
+            if key not in allowed:
+                raise ValueError(f"family '{self.family}' has no parameter '{key}'"
+                                 f"{did_you_mean(key, sorted(allowed))}; parameters: {', '.join(sorted(allowed))}")
+        return self
+
+
+# --- the request sections ----------------------------------------------------------
+class DatasetConfig(Strict):
+    path: str
+    format: Literal["auto", "jsonl", "csv", "parquet", "dir"] = "auto"
+    code_column: str = "code"
+    label_column: str = "label"
+    id_column: str | None = "id"  # None: ids are line numbers
+    group_column: str | None = "group"  # None: every row is its own group
+    segment_columns: list[str] = Field(default_factory=list)
+    language: str | None = None  # None: guessed per function
+    classes: list[Union[str, int, bool]] | None = None  # allowed labels; binary default: 0/1, true/false
+    labels_file: str | None = None  # for format 'dir': CSV/JSONL with path + label
+    max_code_chars: int = Field(default=200_000, gt=0)
+    max_bad_fraction: float = Field(default=0.01, ge=0, le=1)
+    sample: int | None = Field(default=None, gt=0)  # train on a seeded sample of whole groups
+
+
+class FeaturesConfig(Strict):
+    kind: Literal["tfidf", "hashing"] = "tfidf"
+    ngram_max: int = Field(default=2, ge=1, le=4)
+    max_features: int | None = Field(default=50_000, gt=0)
+    min_df: int = Field(default=2, ge=1)
+    metrics: bool = True
+
+
+class HpoConfig(Strict):
+    sampler: Literal[SAMPLERS] = "tpe"  # type: ignore[valid-type]
+    n_trials: int = Field(default=20, ge=1)
+    timeout_s: float | None = Field(default=None, gt=0)
+
+
+class ValidationConfig(Strict):
+    folds: int = Field(default=5, ge=2, le=20)
+    test_fraction: float = Field(default=0.2, gt=0, lt=0.9)
+    metric: Literal[METRICS] = "f1"  # type: ignore[valid-type]
+
+
+def _default_candidates() -> list[Candidate]:
+    return [Candidate(family=name) for name in ("logreg", "linear_svm", "lightgbm")]
+
+
+class TrainingRequest(Strict):
+    name: str = Field(default="model", pattern=r"^[A-Za-z0-9_.-]+$")
+    task: Literal["binary", "multiclass"] = "binary"
+    seed: int = 0
+    dataset: DatasetConfig
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    candidates: list[Candidate] = Field(default_factory=_default_candidates, min_length=1)
+    hpo: HpoConfig = Field(default_factory=HpoConfig)
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    imbalance: Literal["none", "class_weight", "smote"] = "none"
+
+    @model_validator(mode="after")
+    def _unique_families(self):
+        names = [c.family for c in self.candidates]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"candidates list family {dupes[0]!r} twice; merge them into one entry")
+        return self
+
+
+# --- loading, overrides, error messages ---------------------------------------------
+class RequestError(Exception):
+    """An invalid request: `problems` holds one human line per problem."""
+
+    def __init__(self, problems: list[str], source: str = "request"):
+        self.problems, self.source = problems, source
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+
+def read_request_file(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise RequestError([f"file not found: {path}"], str(path))
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise RequestError([f"not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}"], str(path))
+    if not isinstance(data, dict):
+        raise RequestError([f"the top level must be a mapping of fields, got {type(data).__name__}"], str(path))
+    return data
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply dotted `key=value` overrides (values parsed as YAML scalars/lists)."""
+    data = json.loads(json.dumps(data))  # deep copy of plain data
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise RequestError([f"override {item!r} is not of the form key=value, e.g. hpo.n_trials=20"])
+        value = yaml.safe_load(raw) if raw != "" else None
+        _set_dotted(data, key.strip().split("."), value, item)
+    return data
+
+
+def _set_dotted(node: Any, parts: list[str], value: Any, item: str) -> None:
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise RequestError([f"override {item!r}: '{part}' is not an index of a list of {len(node)}"])
+            part = int(part)
+        elif not isinstance(node, dict):
+            raise RequestError([f"override {item!r}: '{'.'.join(parts[:depth])}' is not a section"])
+        if last:
+            node[part] = value
+        else:
+            if isinstance(node, dict) and node.get(part) is None:
+                node[part] = {}
+            node = node[part]
+
+
+def parse_request(data: dict, source: str = "request") -> TrainingRequest:
+    try:
+        return TrainingRequest.model_validate(data)
+    except ValidationError as exc:
+        raise RequestError(format_validation_errors(exc, data), source) from None
+
+
+def load_request(path: str | Path, overrides: list[str] | None = None) -> TrainingRequest:
+    data = apply_overrides(read_request_file(path), overrides or [])
+    return parse_request(data, str(path))
+
+
+def format_validation_errors(exc: ValidationError, data: dict) -> list[str]:
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = [p for p in err["loc"] if not _is_union_tag(p)]
+        field = ".".join(str(p) for p in loc) or "(top level)"
+        lines.append(_one_line(err, field, loc, data))
+    return list(dict.fromkeys(lines))  # de-duplicate, keep order
+
+
+def _is_union_tag(part: Any) -> bool:
+    return isinstance(part, str) and part in ("float", "int", "categorical")
+
+
+def _one_line(err: dict, field: str, loc: list, data: dict) -> str:
+    kind, value = err["type"], err.get("input")
+    if kind == "extra_forbidden":
+        parent, key = loc[:-1], str(loc[-1])
+        allowed = _allowed_keys(parent, data)
+        hint = did_you_mean(key, allowed) if allowed else ""
+        return f"{field}: unknown key{hint}; allowed keys here: {', '.join(allowed)}"
+    if kind == "missing":
+        return f"{field}: required field is missing; add it to the request"
+    if kind == "literal_error":
+        choices = err.get("ctx", {}).get("expected", "")
+        options = [c.strip().strip("'") for c in choices.replace(" or ", ",").split(",") if c.strip()]
+        return f"{field}: {value!r} is not allowed{did_you_mean(str(value), options)}; choose one of: {', '.join(options)}"
+    msg = err["msg"].removeprefix("Value error, ")
+    if kind == "value_error":
+        return f"{field}: {msg}"
+    return f"{field}: {msg} (got {value!r})"
+
+
+def _allowed_keys(parent: list, data: dict) -> list[str]:
+    model: Any = TrainingRequest
+    node: Any = data
+    for part in parent:
+        node = node[part] if isinstance(node, (dict, list)) else None
+        if isinstance(part, int):
+            continue
+        fields = getattr(model, "model_fields", None)
+        if fields is None:
+            return []
+        if part not in fields:  # a user-chosen key of a dict section, e.g. a space's param name
+            continue
+        model = _model_of(fields[part].annotation, node)
+    return sorted(model.model_fields) if hasattr(model, "model_fields") else []
+
+
+def _model_of(annotation: Any, node: Any) -> Any:
+    """The pydantic model inside an annotation such as `list[Candidate] | None`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _model_of(arg, node)
+        if found is not None:
+            return found
+    return None
+
+
+def request_json_schema() -> dict:
+    return TrainingRequest.model_json_schema()
+
+
+def request_to_yaml(request: TrainingRequest) -> str:
+    return yaml.safe_dump(request.model_dump(mode="json"), sort_keys=False)
