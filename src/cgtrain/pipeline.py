@@ -113,12 +113,20 @@ def full_proba(estimator, X, n_classes: int) -> np.ndarray:
     return out
 
 
-def fit_family(request: TrainingRequest, family: str, params: dict, X, y):
-    X, y = resample(request, X, y)
-    estimator = FAMILIES.get(family).make(params, request.seed, class_weight(request))
+def fit_family(request: TrainingRequest, family: str, params: dict, X, y, val=None, on_epoch=None):
+    """Fit one family; neural ones also get the validation rows (early stopping) and on_epoch (pruning)."""
+    fam = FAMILIES.get(family)
+    if fam.input == "features":  # SMOTE interpolates feature vectors; token sequences have none
+        X, y = resample(request, X, y)
+    estimator = fam.make(params, request.seed, class_weight(request))
+    fit_kwargs = {}
+    if "val_metric" in estimator.get_params():
+        estimator.set_params(val_metric=request.validation.metric)
+        if val is not None:
+            fit_kwargs = {"X_val": val[0], "y_val": val[1], "on_epoch": on_epoch}
     with warnings.catch_warnings():  # a trial's CV score already says how well a non-converged fit did
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return estimator.fit(X, y)
+        return estimator.fit(X, y, **fit_kwargs)
 
 
 # --- preparation ------------------------------------------------------------------
@@ -228,33 +236,59 @@ def make_evaluator(request: TrainingRequest, prepared: Prepared, cache: FoldCach
     metric = request.validation.metric
 
     def evaluate(family: str, params: dict, trial: optuna.Trial) -> studies.TrialResult:
-        start, scores = time.perf_counter(), []
+        start, scores, epochs = time.perf_counter(), [], []
         for k in range(len(prepared.folds)):
             X_tr, y_tr, X_va, y_va = cache.fold(k, FAMILIES.get(family).input)
-            model = fit_family(request, family, params, X_tr, y_tr)
+            model = fit_family(request, family, params, X_tr, y_tr, val=(X_va, y_va),
+                               on_epoch=epoch_reporter(trial, k, params))
             scores.append(score(metric, y_va, full_proba(model, X_va, prepared.n_classes)))
-            trial.report(scores[-1], k)
-            if trial.should_prune():
-                raise optuna.TrialPruned()
+            if hasattr(model, "history_"):  # neural: reported per epoch already; keep the epoch chosen
+                epochs.append(int(model.history_["best_epoch"]) + 1)
+            else:
+                trial.report(scores[-1], k)
+                if trial.should_prune():
+                    raise optuna.TrialPruned()
+        if epochs:
+            trial.set_user_attr("best_epochs", epochs)
         return studies.TrialResult(family, params, scores, time.perf_counter() - start)
 
     return evaluate
+
+
+def _epochs(params: dict) -> int:
+    return int(params.get("epochs", 10))
+
+
+def epoch_reporter(trial: optuna.Trial, fold: int, params: dict):
+    """Per-epoch validation metric -> the trial, so a pruner can stop a bad neural trial early."""
+    def on_epoch(epoch: int, value: float) -> None:
+        if value == value:  # NaN when there is no validation set
+            trial.report(value, fold * _epochs(params) + epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+
+    return on_epoch
 
 
 def refit_and_test(request, run_dir: Path, p: Prepared, best, say) -> dict[str, Any]:
     from sklearn.pipeline import Pipeline
 
     family = best.user_attrs["family"]
-    params = json.loads(best.user_attrs["params"])
+    params = refit_params(json.loads(best.user_attrs["params"]), best.user_attrs.get("best_epochs"))
     say(f"refit: trial {best.number} ({family}) on {len(p.split.train)} training rows")
     train_docs = [p.docs[i] for i in p.split.train]
     test_docs = [p.docs[i] for i in p.split.test]
-    featurizer = make_featurizer(request)
-    model = fit_family(request, family, params, featurizer.fit_transform(train_docs), p.y[p.split.train])
-    proba = full_proba(model, featurizer.transform(test_docs), p.n_classes)
+    steps = [("tokens", CodeTokenizer(language=request.dataset.language))]
+    if FAMILIES.get(family).input == "features":
+        featurizer = make_featurizer(request)
+        X_train, X_test = featurizer.fit_transform(train_docs), featurizer.transform(test_docs)
+        steps.append(("features", featurizer))
+    else:
+        X_train, X_test = train_docs, test_docs
+    model = fit_family(request, family, params, X_train, p.y[p.split.train])
+    proba = full_proba(model, X_test, p.n_classes)
     test = compute(p.y[p.split.test], proba)
-    pipeline = Pipeline([("tokens", CodeTokenizer(language=request.dataset.language)),
-                         ("features", featurizer), ("model", model)])
+    pipeline = Pipeline([*steps, ("model", model)])
     checksum = save_model(pipeline, run_dir / MODEL_FILE)
     atomic_write_json(run_dir / "model.json", {
         "format": "skops", "file": MODEL_FILE, "sha256": checksum, "family": family, "params": params,
@@ -272,6 +306,13 @@ def refit_and_test(request, run_dir: Path, p: Prepared, best, say) -> dict[str, 
     }
     atomic_write_json(run_dir / "metrics.json", metrics)
     return metrics
+
+
+def refit_params(params: dict, best_epochs: list[int] | None) -> dict:
+    """Neural refits have no validation rows: train for the epochs early stopping chose in CV."""
+    if not best_epochs:
+        return params
+    return {**params, "epochs": max(1, int(round(float(np.median(best_epochs))))), "patience": None}
 
 
 def load_run_request(run_dir: Path) -> dict:

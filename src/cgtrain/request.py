@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from cgtrain.plugins import did_you_mean
 
 SAMPLERS = ("grid", "random", "tpe", "gp", "cmaes", "qmc")
+PRUNERS = ("none", "median", "percentile", "successive_halving", "hyperband")
 METRICS = ("f1", "accuracy", "precision", "recall", "roc_auc", "pr_auc", "mcc", "balanced_accuracy")
 
 
@@ -119,6 +120,7 @@ class HpoConfig(Strict):
     sampler: Literal[SAMPLERS] = "tpe"  # type: ignore[valid-type]
     n_trials: int = Field(default=20, ge=1)
     timeout_s: float | None = Field(default=None, gt=0)
+    pruner: Literal[PRUNERS] = "none"  # type: ignore[valid-type]  # per CV fold, and per epoch for neural families
 
 
 class ValidationConfig(Strict):

@@ -154,3 +154,20 @@ def _wait_for_trials(db, n, proc, timeout=240):
                 return done
         time.sleep(0.1)
     pytest.fail("no trials finished in time")
+
+
+def test_neural_and_classical_families_compete_in_one_study(tmp_path, bugs_jsonl):
+    one = {"type": "categorical", "choices": [1e-3]}
+    req = write_request(tmp_path, bugs_jsonl, hpo={"sampler": "grid", "n_trials": 5, "pruner": "median"},
+                        candidates=[{"family": "logreg", "space": {"C": {"type": "categorical", "choices": [1.0]}}},
+                                    {"family": "textcnn", "space": {"lr": one},
+                                     "params": {"epochs": 2, "embed_dim": 32, "width": 32}}])
+    cgtrain("train", req, "--run-dir", tmp_path / "run", check=True)
+    board = (tmp_path / "run/leaderboard.csv").read_text()
+    assert "textcnn" in board and "logreg" in board
+    study = optuna.load_study(study_name="cgtrain", storage=f"sqlite:///{tmp_path / 'run/study.db'}")
+    neural = [t for t in study.trials if t.user_attrs.get("family") == "textcnn" and t.state.name == "COMPLETE"]
+    assert neural and all(1 <= e <= 2 for t in neural for e in t.user_attrs["best_epochs"])
+    assert len(neural[0].intermediate_values) >= 3  # per-epoch reports across the folds, for pruning
+    proc = cgtrain("predict", "--run", tmp_path / "run", bugs_jsonl, check=True)
+    assert len(proc.stdout.splitlines()) == len(read_jsonl(bugs_jsonl))

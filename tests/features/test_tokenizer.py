@@ -13,7 +13,7 @@ void func(char *data, size_t dataLen)
        comment */
     char buf[100] = "";
     if (dataLen <= 10 && data->next != NULL) { buf[dataLen] = 'a'; }
-    i += 2; x = 1000 + 0x100 + 255 + 3.5f;
+    i += 2; x = 1000 + 123456 + 0x100 + 255 + 3.5f;
     while (i == 1) strcpy(buf, "literal with spaces");
 }
 """
@@ -61,9 +61,9 @@ def test_c_snippet_literals_comments_and_preprocessor():
     assert toks.count("strcpy") == 1  # the one in the comment is gone
     assert toks.count("<str>") == 2 and toks.count("<chr>") == 1
     assert "literal" not in toks
-    # small ints and powers of two (and 2**k-1) kept, other numbers normalised
+    # ints up to 1024, powers of two and 2**k-1 kept; larger arbitrary numbers normalised
     assert {"0", "10", "2", "1", "256", "255"} <= set(toks)
-    assert "<num>" in toks and "100" not in toks and "1000" not in toks
+    assert "<num>" in toks and "1000" in toks and "123456" not in toks
     assert "<float>" in toks
 
 

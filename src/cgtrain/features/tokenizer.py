@@ -204,9 +204,10 @@ def _classify_number(t: str) -> str:
 
 
 def _int_token(v: int) -> str:
-    # Small ints, powers of two and 2**k - 1 (UCHAR_MAX, INT_MAX...) carry
-    # meaning for off-by-one, buffer-size and overflow bugs; others do not.
-    if v <= 16 or (v <= 2**64 and (v & (v - 1) == 0 or (v >= 255 and v & (v + 1) == 0))):
+    # Ints up to 1024 (buffer sizes such as 50 vs 100 decide many overflow
+    # flaws), powers of two and 2**k - 1 (UCHAR_MAX, INT_MAX...) carry meaning
+    # for off-by-one, buffer-size and overflow bugs; larger arbitrary ones do not.
+    if v <= 1024 or (v <= 2**64 and (v & (v - 1) == 0 or (v >= 255 and v & (v + 1) == 0))):
         return str(v)
     return NUM
 

@@ -1,3 +1,4 @@
 """Model families, registered by name; each declares its search space as data."""
 from cgtrain.models.base import FAMILIES, Family  # noqa: F401
 from cgtrain.models import classical  # noqa: F401  (registers the classical families)
+from cgtrain.models import neural  # noqa: F401,E402  (registers the torch families)

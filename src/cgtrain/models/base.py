@@ -20,9 +20,10 @@ class Family:
     defaults: dict[str, Any] = field(default_factory=dict)  # used for params neither searched nor fixed
     input: Literal["features", "tokens"] = "features"
     description: str = ""
+    extra_params: frozenset[str] = frozenset()  # settable in a request's `params`, neither searched nor defaulted
 
     def param_names(self) -> set[str]:
-        return set(self.default_space) | set(self.defaults)
+        return set(self.default_space) | set(self.defaults) | set(self.extra_params)
 
     def make(self, params: dict[str, Any], seed: int, class_weight: str | None = None) -> Any:
         return self.build({**self.defaults, **params}, seed, class_weight)

@@ -18,7 +18,8 @@ import skops.io as sio
 from cgtrain.fsutil import atomic_write_bytes
 
 TRUSTED_MODULE_PREFIXES = ("sklearn.", "lightgbm.", "cgtrain.features.", "numpy.", "scipy.")
-TRUSTED_TYPES = {"collections.OrderedDict", "builtins.slice"}
+# Our own types, listed one by one: each holds plain data (weights as arrays, vocabularies as lists).
+TRUSTED_TYPES = {"collections.OrderedDict", "builtins.slice", "cgtrain.models.neural.NeuralClassifier"}
 
 
 class UnsafeModelError(Exception):

@@ -31,6 +31,13 @@ SAMPLERS.add("cmaes", lambda seed, grid: optuna.samplers.CmaEsSampler(seed=seed,
 SAMPLERS.add("qmc", lambda seed, grid: optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False))
 SAMPLERS.add("grid", lambda seed, grid: optuna.samplers.GridSampler({"config": list(range(len(grid)))}, seed=seed))
 
+PRUNERS: Registry[Callable[[], optuna.pruners.BasePruner]] = Registry("pruner")
+PRUNERS.add("none", optuna.pruners.NopPruner)
+PRUNERS.add("median", lambda: optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1))
+PRUNERS.add("percentile", lambda: optuna.pruners.PercentilePruner(25.0, n_startup_trials=3, n_warmup_steps=1))
+PRUNERS.add("successive_halving", optuna.pruners.SuccessiveHalvingPruner)
+PRUNERS.add("hyperband", optuna.pruners.HyperbandPruner)
+
 STUDY_NAME = "cgtrain"
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
 
@@ -67,10 +74,11 @@ def choose(trial: optuna.Trial, spaces: dict, grid: list | None) -> tuple[str, d
 
 
 def open_study(storage_url: str, request: TrainingRequest, grid: list | None) -> optuna.Study:
-    sampler = SAMPLERS.get(request.hpo.sampler)(request.seed, grid or [])
-    with warnings.catch_warnings():
+    with warnings.catch_warnings():  # multivariate TPE and GP are flagged experimental; we rely on them
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler = SAMPLERS.get(request.hpo.sampler)(request.seed, grid or [])
         return optuna.create_study(study_name=STUDY_NAME, storage=storage_url, sampler=sampler,
+                                   pruner=PRUNERS.get(request.hpo.pruner)(),
                                    direction="maximize", load_if_exists=True)
 
 
