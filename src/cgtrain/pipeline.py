@@ -288,6 +288,7 @@ def refit_and_test(request, run_dir: Path, p: Prepared, best, say) -> dict[str, 
     model = fit_family(request, family, params, X_train, p.y[p.split.train])
     proba = full_proba(model, X_test, p.n_classes)
     test = compute(p.y[p.split.test], proba)
+    write_test_predictions(run_dir, p, proba)
     pipeline = Pipeline([*steps, ("model", model)])
     checksum = save_model(pipeline, run_dir / MODEL_FILE)
     atomic_write_json(run_dir / "model.json", {
@@ -306,6 +307,14 @@ def refit_and_test(request, run_dir: Path, p: Prepared, best, say) -> dict[str, 
     }
     atomic_write_json(run_dir / "metrics.json", metrics)
     return metrics
+
+
+def write_test_predictions(run_dir: Path, p: Prepared, proba: np.ndarray) -> None:
+    """Per-row held-out predictions: paired tests against another model need the same rows."""
+    ids = p.dataset.frame["id"].to_numpy()[p.split.test]
+    lines = [json.dumps({"id": str(i), "y_true": int(t), "proba": [round(float(v), 8) for v in row]})
+             for i, t, row in zip(ids, p.y[p.split.test], proba)]
+    atomic_write_text(run_dir / "test_predictions.jsonl", "\n".join(lines) + "\n")
 
 
 def refit_params(params: dict, best_epochs: list[int] | None) -> dict:

@@ -19,12 +19,14 @@ def test_train_writes_a_complete_run_and_beats_the_majority_baseline(tmp_path, b
     assert "leaderboard" in proc.stdout and "held-out test" in proc.stdout
     run = tmp_path / "run"
     for name in ("request.yaml", "dataset.json", "study.db", "leaderboard.csv", "metrics.json", "model.skops",
-                 "model.json"):
+                 "model.json", "test_predictions.jsonl"):
         assert (run / name).is_file(), name
     metrics = json.loads((run / "metrics.json").read_text())
     assert set(metrics["test"]) == {"accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "mcc"}
     assert metrics["test"]["accuracy"] > metrics["baseline_majority"]["accuracy"]
     assert len(metrics["cv"]["folds"]) == 3
+    preds = read_jsonl(run / "test_predictions.jsonl")
+    assert len(preds) == metrics["n_test"] and all(abs(sum(r["proba"]) - 1) < 1e-6 for r in preds)
     dataset = json.loads((run / "dataset.json").read_text())
     assert dataset["fingerprint"].startswith("sha256:") and dataset["split"]["test_rows"] > 0
 

@@ -1,0 +1,38 @@
+"""The smaller commands: schema, families, synth-bugs, validate."""
+import json
+
+from conftest import cgtrain, read_jsonl
+
+
+def test_schema_prints_the_generated_json_schema(tmp_path):
+    proc = cgtrain("schema", check=True)
+    schema = json.loads(proc.stdout)
+    assert schema["title"] == "TrainingRequest" and "hpo" in schema["properties"]
+    cgtrain("schema", "--out", tmp_path / "s.json", check=True)
+    assert json.loads((tmp_path / "s.json").read_text()) == schema
+
+
+def test_families_lists_every_family_with_its_space():
+    out = cgtrain("families", check=True).stdout
+    for name in ("logreg", "linear_svm", "random_forest", "lightgbm", "textcnn", "bigru", "transformer", "mlp"):
+        assert name in out
+
+
+def test_synth_bugs_command_writes_a_labelled_corpus(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "mod.py").write_text("def f(a, b):\n    if a < b and b > 0:\n        return max(a, b) + 1\n"
+                                "    return True\n")
+    proc = cgtrain("data", "synth-bugs", "--out", tmp_path / "b.jsonl", "--source", src, check=True)
+    rows = read_jsonl(tmp_path / "b.jsonl")
+    assert "wrote 2 rows" in proc.stdout and [r["label"] for r in rows] == [0, 1]
+    assert rows[0]["group"] == rows[1]["group"] == "mod"
+    proc = cgtrain("data", "synth-bugs", "--out", tmp_path / "x.jsonl", "--source", tmp_path / "missing")
+    assert proc.returncode == 1 and "missing" in proc.stderr
+
+
+def test_validate_prints_the_request_as_it_would_run(tmp_path):
+    req = tmp_path / "r.yaml"
+    req.write_text("dataset: {path: d.jsonl}\n")
+    proc = cgtrain("validate", req, "hpo.n_trials=3", check=True)
+    assert "valid" in proc.stdout and "n_trials: 3" in proc.stdout
