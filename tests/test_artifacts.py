@@ -24,8 +24,8 @@ def small_problem():
     return X, np.arange(120) % 2
 
 
-@pytest.mark.parametrize("family", FAMILIES.names())
-def test_every_classical_family_round_trips_with_a_reproducible_hash(tmp_path, family):
+@pytest.mark.parametrize("family", [n for n in FAMILIES.names() if FAMILIES.get(n).input == "features"])
+def test_every_feature_family_round_trips_with_a_reproducible_hash(tmp_path, family):
     X, y = small_problem()
     model = FAMILIES.get(family).make({}, seed=0).fit(X, y)
     twin = FAMILIES.get(family).make({}, seed=0).fit(X, y)

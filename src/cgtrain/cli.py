@@ -12,10 +12,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cgtrain.cli_models import models_app
+
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Train, tune, test and use models that find flaws in source code.")
 data_app = typer.Typer(no_args_is_help=True, help="Make and inspect datasets.")
 app.add_typer(data_app, name="data")
+app.add_typer(models_app, name="models")
 
 out = Console()
 err = Console(stderr=True)
@@ -30,6 +33,7 @@ def user_errors() -> Iterator[None]:
     from cgtrain.data.loading import DatasetError, TooManyBadRows
     from cgtrain.errors import RunDirError
     from cgtrain.registry.artifacts import UnsafeModelError
+    from cgtrain.registry.model_registry import RegistryError
     from cgtrain.request import RequestError
 
     try:
@@ -39,7 +43,7 @@ def user_errors() -> Iterator[None]:
         for line in exc.problems:
             err.print(f"  {line}", markup=False, highlight=False)
         raise typer.Exit(EXIT_INVALID_REQUEST)
-    except (DatasetError, TooManyBadRows, RunDirError, UnsafeModelError) as exc:
+    except (DatasetError, TooManyBadRows, RunDirError, UnsafeModelError, RegistryError) as exc:
         err.print(f"[bold red]error:[/] {type(exc).__name__}", highlight=False)
         err.print(f"  {exc}", markup=False, highlight=False)
         raise typer.Exit(EXIT_FAILED)
@@ -86,7 +90,10 @@ def families() -> None:
 def train(request: Path = typer.Argument(..., help="request file (YAML or JSON)"),
           overrides: Optional[list[str]] = typer.Argument(None, help="dotted key=value overrides"),
           run_dir: Path = typer.Option(..., "--run-dir", help="where the run's records and model go"),
-          resume: bool = typer.Option(False, "--resume", help="continue an interrupted run, keeping its trials")
+          resume: bool = typer.Option(False, "--resume", help="continue an interrupted run, keeping its trials"),
+          tracking_uri: Optional[str] = typer.Option(
+              None, "--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db)"),
+          no_track: bool = typer.Option(False, "--no-track", help="do not log to MLflow or register the model")
           ) -> None:
     """Run a training request: study, refit, test; write everything to --run-dir."""
     from cgtrain import pipeline
@@ -98,6 +105,11 @@ def train(request: Path = typer.Argument(..., help="request file (YAML or JSON)"
             result = pipeline.train(req, run_dir, resume=resume, say=lambda m: out.print(m, highlight=False),
                                     progress=progress)
     print_results(result)
+    if not no_track:
+        from cgtrain.track import try_log_run
+
+        try_log_run(result.run_dir, tracking_uri, req.name, request_path=request,
+                    say=lambda m: out.print(m, highlight=False))
 
 
 @contextmanager
@@ -140,7 +152,9 @@ def _short(params: str, width: int = 60) -> str:
 @app.command()
 def predict(source: Path = typer.Argument(..., help="a source file, a directory of them, or a JSONL of functions"),
             run: Optional[Path] = typer.Option(None, "--run", help="run directory holding the model"),
-            model: Optional[Path] = typer.Option(None, "--model", help="a model file (skops) instead of --run"),
+            model: Optional[str] = typer.Option(None, "--model", help="a model file (.skops), or a registered "
+                                                                      "model: NAME@champion, NAME/VERSION"),
+            tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow store for --model NAME"),
             output: Optional[Path] = typer.Option(None, "--out", help="write JSONL here instead of stdout")) -> None:
     """Probability and label per function, as JSONL."""
     from cgtrain.fsutil import atomic_write_text
@@ -150,7 +164,12 @@ def predict(source: Path = typer.Argument(..., help="a source file, a directory 
         err.print("give exactly one of --run DIR or --model FILE")
         raise typer.Exit(EXIT_INVALID_REQUEST)
     with user_errors():
-        predictor = load_predictor(run_dir=run, model_path=model)
+        if model is not None and not (Path(model).exists() or model.endswith(".skops")):
+            from cgtrain.registry.model_registry import load_registered
+
+            predictor = load_registered(model, tracking_uri=tracking_uri)
+        else:
+            predictor = load_predictor(run_dir=run, model_path=Path(model) if model else None)
         items = read_functions(source, predictor.code_column, predictor.id_column)
         lines = [json.dumps(r, sort_keys=False) for r in predictor.predict(items)]
     text = "\n".join(lines) + ("\n" if lines else "")
