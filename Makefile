@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_DATA := data/pybugs.jsonl
 DEMO_RUN := runs/demo
 
-.PHONY: demo test setup lock clean
+.PHONY: demo test setup lock clean browser
 
 setup: $(STAMP)
 
@@ -24,7 +24,11 @@ demo: $(STAMP) $(DEMO_DATA)
 	rm -rf $(DEMO_RUN)
 	$(BIN)/cgtrain train examples/python-bugs.yaml --run-dir $(DEMO_RUN)
 
-test: $(STAMP)
+# The report test opens report.html in headless Chromium (Debian's package); install it when missing.
+browser:
+	command -v chromium >/dev/null 2>&1 || (apt-get install -y -qq chromium >/dev/null 2>&1 || sudo apt-get install -y -qq chromium >/dev/null 2>&1) || echo "chromium not installed: the report browser test will be skipped"
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
 # Refresh the lock after changing dependencies in pyproject.toml.
