@@ -13,6 +13,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cgtrain.cli_models import models_app
+from cgtrain.cli_qa import after_tracking, profiling
+from cgtrain.cli_qa import register as register_qa_commands
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Train, tune, test and use models that find flaws in source code.")
@@ -41,11 +43,11 @@ def user_errors() -> Iterator[None]:
     except RequestError as exc:
         err.print(f"[bold red]invalid request[/] ({exc.source}):", highlight=False)
         for line in exc.problems:
-            err.print(f"  {line}", markup=False, highlight=False)
+            err.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)  # one line per problem
         raise typer.Exit(EXIT_INVALID_REQUEST)
     except (DatasetError, TooManyBadRows, RunDirError, UnsafeModelError, RegistryError) as exc:
         err.print(f"[bold red]error:[/] {type(exc).__name__}", highlight=False)
-        err.print(f"  {exc}", markup=False, highlight=False)
+        err.print(f"  {exc}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_FAILED)
 
 
@@ -79,10 +81,10 @@ def families() -> None:
     """List the model families and their default search spaces."""
     from cgtrain.models import FAMILIES
 
-    table = Table("family", "input", "default search space", "description")
+    table = Table("family", "input", "tasks", "default search space", "description")
     for name in FAMILIES.names():
         fam = FAMILIES.get(name)
-        table.add_row(name, fam.input, json.dumps(fam.default_space), fam.description)
+        table.add_row(name, fam.input, ", ".join(sorted(fam.tasks)), json.dumps(fam.default_space), fam.description)
     out.print(table)
 
 
@@ -93,7 +95,9 @@ def train(request: Path = typer.Argument(..., help="request file (YAML or JSON)"
           resume: bool = typer.Option(False, "--resume", help="continue an interrupted run, keeping its trials"),
           tracking_uri: Optional[str] = typer.Option(
               None, "--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db)"),
-          no_track: bool = typer.Option(False, "--no-track", help="do not log to MLflow or register the model")
+          no_track: bool = typer.Option(False, "--no-track", help="do not log to MLflow or register the model"),
+          profile: bool = typer.Option(False, "--profile", help="write a PyTorch profiler trace "
+                                                                "(profile_trace.json, for Perfetto) to the run dir")
           ) -> None:
     """Run a training request: study, refit, test; write everything to --run-dir."""
     from cgtrain import pipeline
@@ -101,14 +105,49 @@ def train(request: Path = typer.Argument(..., help="request file (YAML or JSON)"
 
     with user_errors():
         req = load_request(request, overrides or [])
-        with study_progress() as progress:
+        with study_progress() as progress, profiling(run_dir, profile):
             result = pipeline.train(req, run_dir, resume=resume, say=lambda m: out.print(m, highlight=False),
                                     progress=progress)
     print_results(result)
     if not no_track:
         from cgtrain.track import try_log_run
 
-        try_log_run(result.run_dir, tracking_uri, req.name, request_path=request,
+        if try_log_run(result.run_dir, tracking_uri, req.name, request_path=request,
+                       say=lambda m: out.print(m, highlight=False)) is not None:
+            after_tracking(result.run_dir, tracking_uri, say=lambda m: out.print(m, highlight=False))
+
+
+@app.command()
+def automl(data: Path = typer.Argument(..., help="dataset: JSONL/CSV/Parquet file or a directory of sources"),
+           overrides: Optional[list[str]] = typer.Argument(None, help="dotted key=value overrides of the request"),
+           budget: float = typer.Option(300.0, "--budget", min=1, help="wall-clock seconds for the whole run "
+                                                                       "(data, search, ensemble, refit, test)"),
+           metric: Optional[str] = typer.Option(None, "--metric", help="validation metric (default: the task's)"),
+           task: Optional[str] = typer.Option(None, "--task", help="binary | multiclass | regression "
+                                                                   "(default: inferred from the labels)"),
+           families: Optional[str] = typer.Option(None, "--families", help="comma-separated families "
+                                                                           "(default: every one that fits)"),
+           run_dir: Path = typer.Option(..., "--run-dir", help="where the run's records and model go"),
+           seed: int = typer.Option(0, "--seed"),
+           qa: bool = typer.Option(False, "--qa", help="also run QA + report after the budgeted run (not counted)"),
+           track: bool = typer.Option(False, "--track", help="log to MLflow afterwards (not counted in the budget)"),
+           resume: bool = typer.Option(False, "--resume", help="continue an interrupted run, keeping its trials"),
+           ) -> None:
+    """AutoML: search every family within a time budget; the best model or ensemble goes to --run-dir."""
+    from cgtrain import pipeline
+    from cgtrain.automl import build_request
+
+    with user_errors():
+        req = build_request(data, budget, metric=metric, task=task, seed=seed, qa=qa, overrides=overrides or [],
+                            families=[f.strip() for f in families.split(",") if f.strip()] if families else None)
+        out.print(f"automl: task {req.task}, metric {req.validation.metric}, families "
+                  f"{', '.join(c.family for c in req.candidates)}", highlight=False)
+        result = pipeline.train(req, run_dir, resume=resume, say=lambda m: out.print(m, highlight=False))
+    print_results(result)
+    if track:
+        from cgtrain.track import try_log_run
+
+        try_log_run(result.run_dir, None, req.name, request_path=Path(run_dir) / "request.yaml",
                     say=lambda m: out.print(m, highlight=False))
 
 
@@ -138,9 +177,12 @@ def print_results(result) -> None:
                       d["state"])
     out.print(table)
     m = result.metrics
-    test = Table("metric", "test", "majority baseline", title=f"held-out test ({m['n_test']} rows)")
+    base_key = next((k for k in ("baseline_majority", "baseline_mean", "baseline_random") if k in m), None)
+    base = m.get(base_key) or {}
+    test = Table("metric", "test", *([base_key.replace("baseline_", "") + " baseline"] if base_key else []),
+                 title=f"held-out test ({m['n_test']} rows)")
     for name, value in m["test"].items():
-        test.add_row(name, f"{value:.4f}", f"{m['baseline_majority'][name]:.4f}")
+        test.add_row(name, f"{value:.4f}", *([f"{base[name]:.4f}" if name in base else "-"] if base_key else []))
     out.print(test)
     out.print(f"model: {result.run_dir / 'model.skops'}  ({m['best']['family']}, trial {m['best']['trial']})")
 
@@ -156,9 +198,9 @@ def predict(source: Path = typer.Argument(..., help="a source file, a directory 
                                                                       "model: NAME@champion, NAME/VERSION"),
             tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow store for --model NAME"),
             output: Optional[Path] = typer.Option(None, "--out", help="write JSONL here instead of stdout")) -> None:
-    """Probability and label per function, as JSONL."""
+    """Probability and label per function (value / anomaly score / cluster id per table row), as JSONL."""
     from cgtrain.fsutil import atomic_write_text
-    from cgtrain.predict import load_predictor, read_functions
+    from cgtrain.predict import load_predictor
 
     if (run is None) == (model is None):
         err.print("give exactly one of --run DIR or --model FILE")
@@ -170,7 +212,7 @@ def predict(source: Path = typer.Argument(..., help="a source file, a directory 
             predictor = load_registered(model, tracking_uri=tracking_uri)
         else:
             predictor = load_predictor(run_dir=run, model_path=Path(model) if model else None)
-        items = read_functions(source, predictor.code_column, predictor.id_column)
+        items = predictor.read(source)
         lines = [json.dumps(r, sort_keys=False) for r in predictor.predict(items)]
     text = "\n".join(lines) + ("\n" if lines else "")
     if output:
@@ -199,6 +241,23 @@ def synth_bugs(output: Path = typer.Option(..., "--out", help="JSONL file to wri
     out.print(f"wrote {stats.n_functions + stats.n_buggy} rows to {output}: {stats.n_functions} clean, "
               f"{stats.n_buggy} buggy ({kinds}); {stats.n_files_read} files read, "
               f"{stats.n_files_skipped} skipped", highlight=False)
+
+
+@data_app.command("sklearn")
+def sklearn_dataset(name: str = typer.Argument(..., help="a dataset bundled with scikit-learn: "
+                                                         "diabetes, breast_cancer, iris, wine, digits"),
+                    output: Path = typer.Option(..., "--out", help="file to write (.csv, .parquet or .jsonl)")
+                    ) -> None:
+    """Write a dataset bundled with scikit-learn (no download) as a table; prints the request columns."""
+    from cgtrain.data.bundled import write_sklearn_dataset
+
+    with user_errors():
+        info = write_sklearn_dataset(name, output)
+    out.print(f"wrote {info.rows} rows to {output}: task {info.task}, label column 'label', "
+              f"{len(info.numeric_columns)} numeric columns", highlight=False)
+
+
+register_qa_commands(app)  # report, explain, compare, repeat (cli_qa.py)
 
 
 def main() -> None:  # pragma: no cover

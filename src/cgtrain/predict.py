@@ -1,4 +1,5 @@
-"""Predictions from a trained run: probability and label per function."""
+"""Predictions from a trained run: probability and label per function (per table row, a value,
+an anomaly score or a cluster id for the other tasks: see `cgtrain.predict_rows`)."""
 from __future__ import annotations
 
 import ast
@@ -21,23 +22,39 @@ SOURCE_SUFFIXES = {".py", ".c", ".h", ".cc", ".cpp", ".cxx", ".hpp", ".java", ".
 class Predictor:
     model: Any
     classes: list
-    code_column: str = "code"
+    code_column: str | None = "code"
     id_column: str | None = "id"
+    task: str | None = None  # None: told by the model (classifier, regressor, anomaly detector, clusterer)
 
     def predict(self, items: list[dict]) -> Iterable[dict]:
         if not items:
             return []
+        from cgtrain.predict_rows import needs_rows, predict_rows
+
+        if needs_rows(self):
+            return predict_rows(self, items)
         proba = np.asarray(self.model.predict_proba([it["code"] for it in items]), dtype=float)
+        return [{"id": item["id"], **row} for item, row in zip(items, self.class_rows(proba))]
+
+    def class_rows(self, proba: np.ndarray) -> list[dict]:
         rows = []
-        for item, p in zip(items, proba):
-            k = int(p.argmax())
-            row = {"id": item["id"], "label": self.classes[k]}
+        for p in proba:
+            row = {"label": self.classes[int(p.argmax())]}
             if len(self.classes) == 2:
                 row["probability"] = round(float(p[1]), 6)  # of the positive ("flawed") class
             else:
                 row["probabilities"] = {str(c): round(float(v), 6) for c, v in zip(self.classes, p)}
             rows.append(row)
         return rows
+
+    def read(self, source: Path) -> list[dict]:
+        """The items to predict: table rows (CSV/JSONL/Parquet) for a model over table columns,
+        else functions (see `read_functions`)."""
+        from cgtrain.predict_rows import read_table_rows, table_featurizer
+
+        if table_featurizer(self.model) is not None:
+            return read_table_rows(source, self.id_column, self.code_column)
+        return read_functions(source, self.code_column or "code", self.id_column)
 
 
 def load_predictor(run_dir: Path | None = None, model_path: Path | None = None) -> Predictor:
@@ -49,7 +66,8 @@ def load_predictor(run_dir: Path | None = None, model_path: Path | None = None) 
         model = load_model(Path(run_dir) / manifest["file"], manifest["sha256"])
         request = yaml.safe_load((Path(run_dir) / "request.yaml").read_text(encoding="utf-8"))
         ds = request.get("dataset", {})
-        return Predictor(model, manifest["classes"], ds.get("code_column", "code"), ds.get("id_column", "id"))
+        return Predictor(model, manifest["classes"], ds.get("code_column", "code"), ds.get("id_column", "id"),
+                         manifest.get("task"))
     model = load_model(model_path, expected_sha256=None)
     classes = [c.item() if hasattr(c, "item") else c for c in getattr(model, "classes_", [0, 1])]
     return Predictor(model, classes)

@@ -14,9 +14,23 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cgtrain.plugins import did_you_mean
 
-SAMPLERS = ("grid", "random", "tpe", "gp", "cmaes", "qmc")
+SAMPLERS = ("grid", "random", "tpe", "gp", "cmaes", "qmc", "nsga2")
+MULTI_OBJECTIVE_SAMPLERS = ("nsga2", "tpe", "random", "grid", "qmc")
+OBJECTIVES = ("metric", "latency_ms", "model_kb")  # latency: ms per 1000 rows; size: KiB of the model file
 PRUNERS = ("none", "median", "percentile", "successive_halving", "hyperband")
-METRICS = ("f1", "accuracy", "precision", "recall", "roc_auc", "pr_auc", "mcc", "balanced_accuracy")
+CLASSIFICATION_METRICS = ("f1", "accuracy", "precision", "recall", "roc_auc", "pr_auc", "mcc", "balanced_accuracy")
+# validation.metric per task; the first one is the task's default
+TASK_METRICS = {
+    "binary": CLASSIFICATION_METRICS, "multiclass": CLASSIFICATION_METRICS,
+    "regression": ("rmse", "mae", "r2"),
+    "anomaly": ("precision_at_k", "roc_auc", "pr_auc"),  # need labels; without them no search is run
+    "clustering": ("silhouette", "adjusted_rand", "normalized_mutual_info"),
+}
+TASKS = tuple(TASK_METRICS)
+METRICS = tuple(dict.fromkeys(m for names in TASK_METRICS.values() for m in names))
+DEFAULT_FAMILIES = {"binary": ("logreg", "linear_svm", "lightgbm"), "multiclass": ("logreg", "linear_svm", "lightgbm"),
+                    "regression": ("ridge", "random_forest", "lightgbm"), "anomaly": ("isolation_forest",),
+                    "clustering": ("kmeans",)}
 
 
 class Strict(BaseModel):
@@ -88,6 +102,8 @@ class Candidate(Strict):
             if key not in allowed:
                 raise ValueError(f"family '{self.family}' has no parameter '{key}'"
                                  f"{did_you_mean(key, sorted(allowed))}; parameters: {', '.join(sorted(allowed))}")
+        if family.check_params is not None:
+            family.check_params(self.params)
         return self
 
 
@@ -95,8 +111,10 @@ class Candidate(Strict):
 class DatasetConfig(Strict):
     path: str
     format: Literal["auto", "jsonl", "csv", "parquet", "dir"] = "auto"
-    code_column: str = "code"
-    label_column: str = "label"
+    code_column: str | None = "code"  # None: tabular rows only (numeric/categorical columns)
+    label_column: str | None = "label"  # None: unlabelled (task anomaly / clustering only)
+    numeric_columns: list[str] = Field(default_factory=list)  # median-imputed, scaled; bad values quarantined
+    categorical_columns: list[str] = Field(default_factory=list)  # most-frequent-imputed, one-hot
     id_column: str | None = "id"  # None: ids are line numbers
     group_column: str | None = "group"  # None: every row is its own group
     segment_columns: list[str] = Field(default_factory=list)
@@ -106,6 +124,25 @@ class DatasetConfig(Strict):
     max_code_chars: int = Field(default=200_000, gt=0)
     max_bad_fraction: float = Field(default=0.01, ge=0, le=1)
     sample: int | None = Field(default=None, gt=0)  # train on a seeded sample of whole groups
+    # Rows whose code (up to names found in no other row) also occurs with another label:
+    # keep = report only; drop = remove before splitting (label_conflicts.jsonl); off = skip the check.
+    label_conflicts: Literal["keep", "drop", "off"] = "keep"
+
+    @model_validator(mode="after")
+    def _columns(self):
+        if self.code_column is None and not (self.numeric_columns or self.categorical_columns):
+            raise ValueError("code_column is null and no numeric_columns or categorical_columns are listed; "
+                             "name the code column, or list the table's feature columns")
+        tabular = [*self.numeric_columns, *self.categorical_columns]
+        dupes = sorted({c for c in tabular if tabular.count(c) > 1})
+        if dupes:
+            raise ValueError(f"column {dupes[0]!r} is listed twice in numeric_columns/categorical_columns; "
+                             f"list it once")
+        for key in ("code_column", "label_column", "id_column", "group_column"):
+            if getattr(self, key) is not None and getattr(self, key) in tabular:
+                raise ValueError(f"{key} {getattr(self, key)!r} is also a feature column; remove it from "
+                                 f"numeric_columns/categorical_columns")
+        return self
 
 
 class FeaturesConfig(Strict):
@@ -121,6 +158,30 @@ class HpoConfig(Strict):
     n_trials: int = Field(default=20, ge=1)
     timeout_s: float | None = Field(default=None, gt=0)
     pruner: Literal[PRUNERS] = "none"  # type: ignore[valid-type]  # per CV fold, and per epoch for neural families
+    # AutoML: a wall-clock budget for the whole run (data, study, ensemble, refit, test); families are
+    # tried cheap first at low fidelity, expensive ones when they promise gains. n_trials stays a cap.
+    budget_s: float | None = Field(default=None, gt=0)
+    trial_timeout_s: float | None = Field(default=None, gt=0)  # per trial (default with budget_s: budget / 4)
+    objectives: list[Literal[OBJECTIVES]] = Field(default_factory=lambda: ["metric"])  # type: ignore[valid-type]
+    ensemble: Literal["none", "voting", "stacking", "auto"] = "none"  # of the top trials, kept only if CV is better
+    ensemble_size: int = Field(default=5, ge=2, le=20)  # top-k trials an ensemble may draw on
+    warm_start: bool = False  # first try the best params of earlier runs of this request name (sibling run dirs)
+
+    @model_validator(mode="after")
+    def _objectives(self):
+        goals = self.objectives
+        if not goals or goals[0] != "metric" or len(set(goals)) != len(goals):
+            raise ValueError(f"objectives must start with 'metric' and list each objective once, got {goals}; "
+                             f"e.g. objectives: [metric, latency_ms]")
+        if len(goals) > 1:
+            if self.sampler not in MULTI_OBJECTIVE_SAMPLERS:
+                raise ValueError(f"sampler {self.sampler!r} cannot search several objectives; use one of "
+                                 f"{', '.join(MULTI_OBJECTIVE_SAMPLERS)} (e.g. sampler: nsga2)")
+            for key, off in (("pruner", "none"), ("ensemble", "none"), ("budget_s", None)):
+                if getattr(self, key) != off:
+                    raise ValueError(f"{key} {getattr(self, key)!r} needs a single objective; with objectives "
+                                     f"{goals} set {key}: {'null' if off is None else off}")
+        return self
 
 
 class ValidationConfig(Strict):
@@ -129,13 +190,38 @@ class ValidationConfig(Strict):
     metric: Literal[METRICS] = "f1"  # type: ignore[valid-type]
 
 
+class QaConfig(Strict):
+    """Quality assurance after the refit: calibration, decision threshold, audit, explanations, report."""
+
+    enabled: bool = True  # false: no QA records and no report.html (the model and metrics are unaffected)
+    calibration: Literal["none", "auto", "isotonic", "sigmoid"] = "none"  # auto: chosen by CV (Brier)
+    threshold: Literal["argmax", "max_f1", "fpr", "precision"] = "argmax"  # chosen on out-of-fold predictions
+    max_fpr: float | None = Field(default=None, gt=0, lt=1)  # for threshold: fpr
+    min_precision: float | None = Field(default=None, gt=0, le=1)  # for threshold: precision
+    precision_at_k: list[int] = Field(default_factory=lambda: [10, 50, 100])
+    length_buckets: int = Field(default=4, ge=1, le=10)  # code-length quantile buckets in the audit
+    alpha: float = Field(default=0.05, gt=0, lt=0.5)  # significance level of segment flags
+    shap_rows: int = Field(default=200, ge=1, le=5000)  # test rows explained for global attributions
+    explain_examples: int = Field(default=6, ge=0, le=100)  # test rows with stored per-example attributions
+
+    @model_validator(mode="after")
+    def _policy_needs(self):
+        if self.threshold == "fpr" and self.max_fpr is None:
+            raise ValueError("threshold 'fpr' needs max_fpr, e.g. qa.max_fpr=0.05")
+        if self.threshold == "precision" and self.min_precision is None:
+            raise ValueError("threshold 'precision' needs min_precision, e.g. qa.min_precision=0.9")
+        if any(k < 1 for k in self.precision_at_k):
+            raise ValueError(f"precision_at_k values must be >= 1, got {self.precision_at_k}")
+        return self
+
+
 def _default_candidates() -> list[Candidate]:
     return [Candidate(family=name) for name in ("logreg", "linear_svm", "lightgbm")]
 
 
 class TrainingRequest(Strict):
     name: str = Field(default="model", pattern=r"^[A-Za-z0-9_.-]+$")
-    task: Literal["binary", "multiclass"] = "binary"
+    task: Literal[TASKS] = "binary"  # type: ignore[valid-type]
     seed: int = 0
     dataset: DatasetConfig
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
@@ -143,6 +229,50 @@ class TrainingRequest(Strict):
     hpo: HpoConfig = Field(default_factory=HpoConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     imbalance: Literal["none", "class_weight", "smote"] = "none"
+    qa: QaConfig = Field(default_factory=QaConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _task_defaults(cls, data: Any) -> Any:
+        """A task's default metric and candidates when the request leaves them out."""
+        task = data.get("task", "binary") if isinstance(data, dict) else None
+        if not isinstance(task, str) or task not in TASK_METRICS or task in ("binary", "multiclass"):
+            return data
+        data = dict(data)
+        validation = data.get("validation")
+        if validation is None or (isinstance(validation, dict) and "metric" not in validation):
+            data["validation"] = {**(validation or {}), "metric": TASK_METRICS[task][0]}
+        if "candidates" not in data:
+            data["candidates"] = [{"family": name} for name in DEFAULT_FAMILIES[task]]
+        return data
+
+    @model_validator(mode="after")
+    def _fits_task(self):
+        allowed = TASK_METRICS[self.task]
+        metric = self.validation.metric
+        if metric not in allowed:
+            raise ValueError(f"validation.metric {metric!r} does not apply to task: {self.task}; use one of "
+                             f"{', '.join(allowed)} (e.g. validation.metric: {allowed[0]})")
+        from cgtrain.models import FAMILIES
+
+        for i, cand in enumerate(self.candidates):
+            fam = FAMILIES.get(cand.family)
+            if not fam.supports(self.task):
+                fits = [n for n in FAMILIES.names() if FAMILIES.get(n).supports(self.task)]
+                raise ValueError(f"candidates.{i}.family: '{cand.family}' does not support task: {self.task} "
+                                 f"(it supports {', '.join(sorted(fam.tasks))}); families for {self.task}: "
+                                 f"{', '.join(fits)}")
+            tabular = self.dataset.numeric_columns or self.dataset.categorical_columns
+            if tabular and fam.input != "features":
+                raise ValueError(f"candidates.{i}.family: '{cand.family}' reads code {fam.input} only, but the "
+                                 f"dataset has numeric/categorical columns; use a family over the feature matrix")
+        if self.dataset.label_column is None and self.task not in ("anomaly", "clustering"):
+            raise ValueError(f"dataset.label_column is null, but task: {self.task} learns from labels; name the "
+                             f"label column, or use task: anomaly / clustering")
+        if self.task == "regression" and self.imbalance != "none":
+            raise ValueError(f"imbalance: {self.imbalance} balances classes; task: regression has none; "
+                             f"set imbalance: none")
+        return self
 
     @model_validator(mode="after")
     def _unique_families(self):

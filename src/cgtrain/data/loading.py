@@ -1,14 +1,14 @@
 """Load a dataset into one validated frame; quarantine bad rows instead of crashing.
 
-Every row that cannot be trained on (unparseable, binary junk, empty or huge code,
-missing or unknown label, duplicate id) is written to a JSONL quarantine file with
-its line number and reason. Too many of them stop the run with `TooManyBadRows`.
+Every row that cannot be trained on (unparseable, binary junk, empty or huge code, missing
+or unknown label, a non-numeric value in a numeric column, duplicate id) is written to a
+JSONL quarantine file with its line number and reason. Too many of them stop the run with
+`TooManyBadRows`. Label coding per task lives in `labels`, table columns in `table`.
 """
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import tempfile
 import zlib
@@ -31,6 +31,8 @@ from cgtrain.data.formats import (
     detect_format,
     file_fingerprint,
 )
+from cgtrain.data.labels import make_coder, present as _present
+from cgtrain.data.table import TableRows
 from cgtrain.plugins import did_you_mean
 from cgtrain.request import DatasetConfig
 
@@ -38,19 +40,19 @@ __all__ = ["DatasetError", "LoadedDataset", "TooManyBadRows", "file_fingerprint"
 
 log = logging.getLogger(__name__)
 BASE_COLUMNS = ("id", "code", "label", "group")
-BINARY_ALIASES = {"0": 0, "1": 1, "false": 0, "true": 1}
 EXCERPT_CHARS = 200
 
 
 @dataclass(frozen=True)
 class LoadedDataset:
-    frame: pd.DataFrame  # id, code, label (class index), group, then segment columns
-    classes: tuple  # original label values in class-index order
+    frame: pd.DataFrame  # id, code ("" without a code column), label, group, then segment columns
+    classes: tuple  # original label values in class-index order; () for regression / no labels
     n_read: int
     n_bad: int
     bad_reasons: dict[str, int]  # reason -> count
     quarantine_path: Path | None  # None: no bad rows
     fingerprint: str  # "sha256:<hex>" of the raw dataset bytes
+    table: pd.DataFrame | None = None  # numeric (float, NaN = missing) + categorical (str/None) columns, frame order
 
 
 class TooManyBadRows(Exception):
@@ -96,70 +98,7 @@ class _Quarantine:
             Path(self.tmp).unlink(missing_ok=True)
 
 
-# --- labels ------------------------------------------------------------------------
-def _label_key(value: Any) -> str | None:
-    """Canonical text of a label: 1, 1.0, "1" -> "1"; True, "TRUE" -> "true"; None: not a scalar."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else repr(value)
-    if isinstance(value, str):
-        text = value.strip()
-        return text.lower() if text.lower() in ("true", "false") else text
-    return None
-
-
-class _LabelCoder:
-    """Maps raw labels to class indices; for multiclass without classes, learns them from the data."""
-
-    def __init__(self, cfg: DatasetConfig, task: str):
-        if task not in ("binary", "multiclass"):
-            raise DatasetError(f"unknown task '{task}'; choose binary or multiclass")
-        self.learn = task == "multiclass" and cfg.classes is None
-        if self.learn:
-            self.classes, self.mapping = None, {}
-        elif cfg.classes is None:
-            self.classes, self.mapping = (0, 1), dict(BINARY_ALIASES)
-        else:
-            self.classes, self.mapping = tuple(cfg.classes), self._mapping(cfg.classes, task)
-        self.allowed = "any value" if self.learn else ", ".join(repr(c) for c in self.classes)
-
-    @staticmethod
-    def _mapping(classes: list, task: str) -> dict[str, int]:
-        if task == "binary" and len(classes) != 2:
-            raise DatasetError(f"dataset.classes lists {len(classes)} labels, a binary task needs exactly 2 "
-                               f"([negative, positive]); list two or set task: multiclass")
-        if len(classes) < 2:
-            raise DatasetError(f"dataset.classes lists {len(classes)} label; a model needs at least 2")
-        keys = [_label_key(c) for c in classes]
-        if len(set(keys)) != len(keys):
-            raise DatasetError(f"dataset.classes {classes!r} lists the same label twice; list each once")
-        return {k: i for i, k in enumerate(keys)}
-
-    def encode(self, value: Any) -> int | None:
-        key = _label_key(value)
-        idx = self.mapping.get(key)
-        if idx is None and self.learn and key is not None:
-            idx = self.mapping[key] = len(self.mapping)
-        return idx
-
-    def finish(self, labels: np.ndarray) -> tuple[tuple, np.ndarray]:
-        if not self.learn:
-            return self.classes, labels
-        keys = sorted(self.mapping)  # class index order: sorted label text
-        remap = np.empty(len(keys), dtype=np.int64)
-        for new, key in enumerate(keys):
-            remap[self.mapping[key]] = new
-        return tuple(keys), remap[labels] if len(labels) else labels
-
-
 # --- row validation ------------------------------------------------------------------
-def _present(value: Any) -> bool:
-    return value is not None and value != "" and not (isinstance(value, float) and math.isnan(value))
-
-
 def _encodable(text: str) -> bool:
     try:
         text.encode("utf-8")
@@ -187,13 +126,17 @@ def _code_problem(code: Any, max_chars: int) -> tuple[str, str] | None:
 
 
 class _ColumnCheck:
-    """A code/label column absent from all of the first records is a config error, not bad rows."""
+    """A code/label/feature column absent from all of the first records is a config error, not bad rows."""
 
     LOOK = 100  # records; more than one so a single broken first record doesn't mislead
 
-    def __init__(self, cfg: DatasetConfig, path: Path):
+    def __init__(self, cfg: DatasetConfig, path: Path, label_required: bool):
         self.cfg, self.path, self.seen, self.columns = cfg, path, 0, []
-        self.need = {cfg.code_column, cfg.label_column}
+        keys = {cfg.code_column: "code_column", **({cfg.label_column: "label_column"} if label_required else {})}
+        keys.update({c: "numeric_columns" for c in cfg.numeric_columns})
+        keys.update({c: "categorical_columns" for c in cfg.categorical_columns})
+        self.keys = {name: key for name, key in keys.items() if name is not None}
+        self.need = set(self.keys)
 
     @property
     def active(self) -> bool:
@@ -208,12 +151,14 @@ class _ColumnCheck:
             self.verify()
 
     def verify(self) -> None:
-        for name, key in ((self.cfg.code_column, "code_column"), (self.cfg.label_column, "label_column")):
+        for name, key in self.keys.items():
             if self.seen and name in self.need:
+                fix = (f"set dataset.{key} to one of them" if key.endswith("_column")
+                       else f"fix or remove '{name}' in dataset.{key}")
                 raise DatasetError(
                     f"{key.split('_')[0]} column '{name}' not found in {self.path}"
                     f"{did_you_mean(name, self.columns)}; columns present: {', '.join(map(str, self.columns))}; "
-                    f"set dataset.{key} to one of them")
+                    f"{fix}")
 
 
 class _Rows:
@@ -222,10 +167,11 @@ class _Rows:
 
     CHUNK = 8192
 
-    def __init__(self, segments: list[str]):
-        self.text: dict[str, list[str]] = {name: [] for name in ("id", "code", "group", *segments)}
+    def __init__(self, cfg: DatasetConfig):
+        self.text: dict[str, list[str]] = {name: [] for name in ("id", "code", "group", *cfg.segment_columns)}
         self.chunks: dict[str, list[pa.Array]] = {name: [] for name in self.text}
-        self.labels: list[int] = []
+        self.labels: list[int | float] = []
+        self.table = TableRows(cfg)
         self.seen_ids: dict[str, int] = {}
         self.n_read = 0
 
@@ -249,8 +195,8 @@ def _arrow_text(values: list[str]) -> pa.Array:
         return pa.array([v.encode("utf-8", "replace").decode("utf-8") for v in values], type=pa.large_string())
 
 
-def _read(rows: Iterator[RawRow], cfg: DatasetConfig, coder: _LabelCoder, qua: _Quarantine, path: Path) -> _Rows:
-    out, check, use_id = _Rows(cfg.segment_columns), _ColumnCheck(cfg, path), None
+def _read(rows: Iterator[RawRow], cfg: DatasetConfig, coder, qua: _Quarantine, path: Path) -> _Rows:
+    out, check, use_id = _Rows(cfg), _ColumnCheck(cfg, path, not coder.optional), None
     code_col, label_col, max_chars = cfg.code_column, cfg.label_column, cfg.max_code_chars
     for row in rows:
         out.n_read += 1
@@ -263,19 +209,23 @@ def _read(rows: Iterator[RawRow], cfg: DatasetConfig, coder: _LabelCoder, qua: _
         if use_id is None:  # decided once, on the first parsed record
             use_id = cfg.id_column is not None and cfg.id_column in rec
             _warn_absent(cfg, rec, path)
-        code = rec.get(code_col)
+        code = rec.get(code_col) if code_col is not None else ""
         if isinstance(code, (bytes, bytearray)):  # Parquet binary columns
             code = _bytes_code(code)
         rid = str(rec[cfg.id_column]) if use_id and _present(rec.get(cfg.id_column)) else str(row.line)
-        problem = _code_problem(code, max_chars)
+        problem = _code_problem(code, max_chars) if code_col is not None else None
         if problem is None and rid in out.seen_ids:  # before the label: a duplicate must not add a class
             problem = "duplicate_id", f"id {rid!r} first seen on line {out.seen_ids[rid]}"
+        values = []
         if problem is None:
-            label, problem = _label_of(rec.get(label_col), coder)
+            values, problem = out.table.parse(rec)
+        if problem is None:
+            label, problem = coder.label(rec.get(label_col)) if label_col is not None else coder.label(None)
         if problem is not None:
             qua.add(row.line, problem[0], problem[1], row.raw, rec)
             continue
         out.seen_ids[rid] = row.line
+        out.table.add(values)
         _keep(out, rec, rid, code, label, cfg)
     check.verify()
     return out
@@ -300,16 +250,7 @@ def _warn_absent(cfg: DatasetConfig, record: dict, path: Path) -> None:
                         else "every row is its own group")
 
 
-def _label_of(label: Any, coder: _LabelCoder) -> tuple[int, None] | tuple[None, tuple[str, str]]:
-    if not _present(label) or (isinstance(label, str) and label.isspace()):
-        return None, ("missing_label", "no label")
-    idx = coder.encode(label)
-    if idx is None:
-        return None, ("unknown_label", f"label {label!r} is not one of: {coder.allowed}")
-    return idx, None
-
-
-def _keep(out: _Rows, rec: dict, rid: str, code: str, label: int, cfg: DatasetConfig) -> None:
+def _keep(out: _Rows, rec: dict, rid: str, code: str, label: int | float, cfg: DatasetConfig) -> None:
     text = out.text
     text["id"].append(rid)
     text["code"].append(code)
@@ -329,23 +270,18 @@ def _frame(columns: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame({k: v if isinstance(v, np.ndarray) else pd.array(v, dtype="str") for k, v in columns.items()})
 
 
-def _sample_groups(columns: dict[str, Any], n: int, seed: int) -> dict[str, Any]:
+def _sample_mask(columns: dict[str, Any], n: int, seed: int) -> np.ndarray:
     """Whole groups in a seeded random order until at least `n` rows: a group is never split."""
     groups = pd.Series(pd.array(columns["group"], dtype="str"))
     sizes = groups.value_counts().sort_index()  # sorted first: independent of row order
     order = np.random.default_rng(seed).permutation(len(sizes))
     take = int(np.searchsorted(np.cumsum(sizes.to_numpy()[order]), n)) + 1
-    mask = groups.isin(sizes.index.to_numpy()[order[:take]]).to_numpy()
+    return groups.isin(sizes.index.to_numpy()[order[:take]]).to_numpy()
+
+
+def _apply_mask(columns: dict[str, Any], mask: np.ndarray) -> dict[str, Any]:
     keep = pa.array(mask)  # Arrow's filter keeps the chunks: no full copy of the code column
     return {k: v[mask] if isinstance(v, np.ndarray) else v.filter(keep) for k, v in columns.items()}
-
-
-def _check_classes(labels: np.ndarray, classes: tuple, path: Path, after: str = "") -> None:
-    present = np.unique(labels)
-    if len(present) < 2:
-        found = ", ".join(repr(classes[i]) for i in present) or "none"
-        raise DatasetError(f"the good rows of {path}{after} hold {len(present)} class ({found}); a model needs "
-                           f"at least 2: check dataset.label_column and dataset.classes")
 
 
 def _check_segments(cfg: DatasetConfig) -> None:
@@ -353,6 +289,9 @@ def _check_segments(cfg: DatasetConfig) -> None:
     if clash:
         raise DatasetError(f"dataset.segment_columns {clash} clash with the loader's own columns "
                            f"{list(BASE_COLUMNS)}; rename the column in the data")
+    if cfg.code_column is None and cfg.format == "dir":
+        raise DatasetError("format 'dir' reads source files, but dataset.code_column is null; "
+                           "name the code column (the files' text lands in it)")
 
 
 # --- entry point ---------------------------------------------------------------------
@@ -374,7 +313,7 @@ def load_dataset(cfg: DatasetConfig, task: str, quarantine_path: Path, *, seed: 
     """Read, validate and (optionally) sample the dataset; bad rows go to `quarantine_path`."""
     path, fmt = _resolve(cfg)
     _check_segments(cfg)
-    coder, qua = _LabelCoder(cfg, task), _Quarantine(quarantine_path)
+    coder, qua = make_coder(cfg, task), _Quarantine(quarantine_path)
     try:
         out = _read(FORMATS.get(fmt)(path, cfg), cfg, coder, qua, path)
     except (OSError, EOFError, zlib.error) as exc:  # truncated/corrupt gzip, unreadable file
@@ -388,13 +327,15 @@ def load_dataset(cfg: DatasetConfig, task: str, quarantine_path: Path, *, seed: 
         raise DatasetError(f"{path} holds no rows; point dataset.path at a non-empty dataset")
     if n_bad / out.n_read > cfg.max_bad_fraction:
         raise TooManyBadRows(n_bad, out.n_read, cfg.max_bad_fraction, qpath, dict(qua.reasons))
-    classes, labels = coder.finish(np.asarray(out.labels, dtype=np.int64))
-    n_read, columns = out.n_read, out.columns(labels)
+    classes, labels = coder.finish(np.asarray(out.labels, dtype=coder.dtype))
+    n_read, columns, table = out.n_read, out.columns(labels), out.table.frame()
     del out  # drops the id set and the chunk lists
-    _check_classes(labels, classes, path)
+    coder.check(labels, classes, str(path))
     if cfg.sample is not None and cfg.sample < len(labels):
-        columns = _sample_groups(columns, cfg.sample, seed)
-        _check_classes(columns["label"], classes, path, f" (sample of {cfg.sample} rows, seed {seed})")
+        mask = _sample_mask(columns, cfg.sample, seed)
+        columns = _apply_mask(columns, mask)
+        table = table[mask].reset_index(drop=True) if table is not None else None
+        coder.check(columns["label"], classes, f"{path} (sample of {cfg.sample} rows, seed {seed})")
     return LoadedDataset(frame=_frame(columns), classes=classes, n_read=n_read,
                          n_bad=n_bad, bad_reasons=dict(qua.reasons), quarantine_path=qpath,
-                         fingerprint=dataset_fingerprint(path, fmt, cfg))
+                         fingerprint=dataset_fingerprint(path, fmt, cfg), table=table)

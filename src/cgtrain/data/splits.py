@@ -27,13 +27,17 @@ def digests(texts) -> np.ndarray:
 
 
 def group_kfold(y: np.ndarray, groups: np.ndarray, n_splits: int, seed: int):
-    """(train, val) index pairs; stratified by label when every class can fill the folds."""
+    """(train, val) index pairs; stratified by label when every class can fill the folds.
+    Float targets (regression) and unlabelled rows (label < 0) are never stratified."""
     n_groups = len(np.unique(groups))
     if n_groups < n_splits:
         raise ValueError(f"only {n_groups} distinct groups for {n_splits} folds; lower validation.folds "
                          f"or use a finer dataset.group_column")
-    counts = np.bincount(y)
-    stratify = counts[counts > 0].min() >= n_splits
+    y = np.asarray(y)
+    stratify = False
+    if np.issubdtype(y.dtype, np.integer) and len(y) and y.min() >= 0:
+        counts = np.bincount(y)
+        stratify = counts[counts > 0].min() >= n_splits
     splitter = (StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed) if stratify
                 else GroupKFold(n_splits, shuffle=True, random_state=seed))
     with warnings.catch_warnings():  # "least populated class" warnings say what we already handle

@@ -2,3 +2,5 @@
 from cgtrain.models.base import FAMILIES, Family  # noqa: F401
 from cgtrain.models import classical  # noqa: F401  (registers the classical families)
 from cgtrain.models import neural  # noqa: F401,E402  (registers the torch families)
+from cgtrain.models import unsupervised  # noqa: F401,E402  (anomaly + clustering families)
+from cgtrain.models import hf  # noqa: F401,E402  (registers hf_finetune, hf_embed)

@@ -2,7 +2,8 @@
 
 A family builds an unfitted scikit-learn-compatible estimator from params; it
 declares its default search space as data and which input it consumes:
-"features" (the sparse code-feature matrix) or "tokens" (token docs).
+"features" (the sparse code-feature matrix), "tokens" (token docs) or "code"
+(the raw code strings, for pre-trained encoders with their own tokenizers).
 """
 from __future__ import annotations
 
@@ -18,15 +19,27 @@ class Family:
     build: Callable[[dict[str, Any], int, str | None], Any]  # (params, seed, class_weight) -> estimator
     default_space: dict[str, dict[str, Any]]
     defaults: dict[str, Any] = field(default_factory=dict)  # used for params neither searched nor fixed
-    input: Literal["features", "tokens"] = "features"
+    input: Literal["features", "tokens", "code"] = "features"  # "code": raw code strings (HF encoders)
     description: str = ""
     extra_params: frozenset[str] = frozenset()  # settable in a request's `params`, neither searched nor defaulted
+    tasks: frozenset[str] = frozenset({"binary", "multiclass"})  # the request tasks it can learn
+    variants: dict[str, Callable[[dict[str, Any], int, str | None], Any]] = field(default_factory=dict)
+    # task -> build, where a task needs another estimator (e.g. "regression": a regressor)
+    check_params: Callable[[dict[str, Any]], None] | None = None  # a request's fixed params, checked at load
+    # time; raises ValueError naming the param, its value and the fix (e.g. a model directory that is unusable)
 
     def param_names(self) -> set[str]:
         return set(self.default_space) | set(self.defaults) | set(self.extra_params)
 
-    def make(self, params: dict[str, Any], seed: int, class_weight: str | None = None) -> Any:
-        return self.build({**self.defaults, **params}, seed, class_weight)
+    def supports(self, task: str) -> bool:
+        return task in self.tasks
+
+    def make(self, params: dict[str, Any], seed: int, class_weight: str | None = None, task: str | None = None) -> Any:
+        if task is not None and not self.supports(task):
+            raise ValueError(f"family '{self.name}' does not support task '{task}'; it supports "
+                             f"{', '.join(sorted(self.tasks))}")
+        build = self.variants.get(task, self.build) if task is not None else self.build
+        return build({**self.defaults, **params}, seed, class_weight)
 
 
 FAMILIES: Registry[Family] = Registry("model family")

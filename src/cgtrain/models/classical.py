@@ -1,10 +1,14 @@
-"""scikit-learn and LightGBM families over the code-feature matrix."""
+"""scikit-learn and LightGBM families over the feature matrix (code features and/or table columns).
+
+random_forest and lightgbm learn classification and regression (a regressor variant
+with the same search space); ridge is regression only.
+"""
 from __future__ import annotations
 
-from lightgbm import LGBMClassifier
+from lightgbm import LGBMClassifier, LGBMRegressor
 from sklearn.calibration import CalibratedClassifierCV
-from sklearn.ensemble import RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
+from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.svm import LinearSVC
 
 from cgtrain.models.base import Family, register_family
@@ -12,6 +16,12 @@ from cgtrain.models.base import Family, register_family
 
 def _logreg(p, seed, class_weight):
     return LogisticRegression(C=p["C"], solver="liblinear", max_iter=p["max_iter"],
+                              class_weight=class_weight, random_state=seed)
+
+
+def _logreg_multiclass(p, seed, class_weight):
+    # liblinear is binary-only in scikit-learn >= 1.8; lbfgs fits the multinomial model
+    return LogisticRegression(C=p["C"], solver="lbfgs", max_iter=p["max_iter"],
                               class_weight=class_weight, random_state=seed)
 
 
@@ -27,16 +37,36 @@ def _random_forest(p, seed, class_weight):
         max_features=p["max_features"], class_weight=class_weight, random_state=seed, n_jobs=-1)
 
 
+def _random_forest_regressor(p, seed, class_weight=None):
+    # One job: threads add the trees' predictions in a varying order, so a parallel predict
+    # differs in the last bits from run to run, and equal requests would give unequal metrics.
+    return RandomForestRegressor(
+        n_estimators=p["n_estimators"], max_depth=p["max_depth"], min_samples_leaf=p["min_samples_leaf"],
+        max_features=p["max_features"], random_state=seed, n_jobs=1)
+
+
+def _lightgbm_kwargs(p, seed):
+    return dict(n_estimators=p["n_estimators"], learning_rate=p["learning_rate"], num_leaves=p["num_leaves"],
+                min_child_samples=p["min_child_samples"], colsample_bytree=p["colsample_bytree"],
+                reg_lambda=p["reg_lambda"], random_state=seed, deterministic=True, force_col_wise=True,
+                n_jobs=p["n_jobs"], verbose=-1)
+
+
 def _lightgbm(p, seed, class_weight):
-    return LGBMClassifier(
-        n_estimators=p["n_estimators"], learning_rate=p["learning_rate"], num_leaves=p["num_leaves"],
-        min_child_samples=p["min_child_samples"], colsample_bytree=p["colsample_bytree"],
-        reg_lambda=p["reg_lambda"], class_weight=class_weight, random_state=seed,
-        deterministic=True, force_col_wise=True, n_jobs=p["n_jobs"], verbose=-1)
+    return LGBMClassifier(class_weight=class_weight, **_lightgbm_kwargs(p, seed))
+
+
+def _lightgbm_regressor(p, seed, class_weight=None):
+    return LGBMRegressor(**_lightgbm_kwargs(p, seed))
+
+
+def _ridge(p, seed, class_weight=None):
+    return Ridge(alpha=p["alpha"], random_state=seed)
 
 
 register_family(Family(
-    name="logreg", build=_logreg, description="L2 logistic regression (liblinear)",
+    name="logreg", build=_logreg, variants={"multiclass": _logreg_multiclass},
+    description="L2 logistic regression (liblinear; lbfgs multinomial for multiclass)",
     default_space={"C": {"type": "float", "low": 1e-1, "high": 1e2, "log": True}},
     defaults={"C": 1.0, "max_iter": 2000}))
 
@@ -47,7 +77,8 @@ register_family(Family(
     defaults={"C": 0.1, "max_iter": 2000}))
 
 register_family(Family(
-    name="random_forest", build=_random_forest, description="random forest",
+    name="random_forest", build=_random_forest, description="random forest (classifier or regressor)",
+    tasks=frozenset({"binary", "multiclass", "regression"}), variants={"regression": _random_forest_regressor},
     default_space={
         "n_estimators": {"type": "int", "low": 100, "high": 400, "step": 100},
         "max_depth": {"type": "categorical", "choices": [None, 20, 60]},
@@ -57,7 +88,8 @@ register_family(Family(
     defaults={"n_estimators": 200, "max_depth": None, "min_samples_leaf": 1, "max_features": "sqrt"}))
 
 register_family(Family(
-    name="lightgbm", build=_lightgbm, description="LightGBM gradient-boosted trees",
+    name="lightgbm", build=_lightgbm, description="LightGBM gradient-boosted trees (classifier or regressor)",
+    tasks=frozenset({"binary", "multiclass", "regression"}), variants={"regression": _lightgbm_regressor},
     default_space={
         "n_estimators": {"type": "int", "low": 100, "high": 400, "step": 50},
         "learning_rate": {"type": "float", "low": 0.03, "high": 0.3, "log": True},
@@ -69,3 +101,8 @@ register_family(Family(
     },
     defaults={"n_estimators": 200, "learning_rate": 0.1, "num_leaves": 31, "min_child_samples": 20,
               "colsample_bytree": 0.3, "reg_lambda": 1.0, "n_jobs": 2}))
+
+register_family(Family(
+    name="ridge", build=_ridge, description="L2-regularised linear regression", tasks=frozenset({"regression"}),
+    default_space={"alpha": {"type": "float", "low": 1e-3, "high": 1e3, "log": True}},
+    defaults={"alpha": 1.0}))

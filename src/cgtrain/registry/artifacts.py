@@ -19,7 +19,15 @@ from cgtrain.fsutil import atomic_write_bytes
 
 TRUSTED_MODULE_PREFIXES = ("sklearn.", "lightgbm.", "cgtrain.features.", "numpy.", "scipy.")
 # Our own types, listed one by one: each holds plain data (weights as arrays, vocabularies as lists).
-TRUSTED_TYPES = {"collections.OrderedDict", "builtins.slice", "cgtrain.models.neural.NeuralClassifier"}
+TRUSTED_TYPES = {"collections.OrderedDict", "builtins.slice", "cgtrain.models.neural.NeuralClassifier",
+                 "cgtrain.models.hf.finetune.HFClassifier", "cgtrain.models.hf.embed.HFEmbedClassifier",
+                 "cgtrain.models.ensemble.EnsembleModel",
+                 "cgtrain.models.unsupervised.IsolationForestDetector",
+                 "cgtrain.models.unsupervised.AutoencoderDetector",
+                 "cgtrain.models.unsupervised.HDBSCANClusterer"}
+
+
+STORE_ARRAYS_OVER = 1 << 20  # bytes
 
 
 class UnsafeModelError(Exception):
@@ -100,7 +108,9 @@ def canonical_archive(data: bytes) -> bytes:
 
 def _write_member(archive: zipfile.ZipFile, name: str, payload: bytes) -> None:
     info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-    info.compress_type = zipfile.ZIP_DEFLATED
+    # Big arrays (network weights) are stored as is: deflate saves ~10% on floats at ~0.1 s per MB.
+    big_array = name.endswith(".npy") and len(payload) > STORE_ARRAYS_OVER
+    info.compress_type = zipfile.ZIP_STORED if big_array else zipfile.ZIP_DEFLATED
     archive.writestr(info, payload)
 
 

@@ -128,7 +128,8 @@ def version_tags(manifest: dict[str, Any], request: dict[str, Any], metrics: dic
         "family": manifest.get("family", ""), "params": json.dumps(manifest.get("params", {}), sort_keys=True),
         "classes": json.dumps(manifest.get("classes", [])), "task": manifest.get("task", ""),
         "metric": metric, f"test_{metric}": str(metrics.get("test", {}).get(metric, "")),
-        "code_column": dataset.get("code_column", "code"), "id_column": json.dumps(dataset.get("id_column", "id")),
+        "code_column": dataset.get("code_column", "code") or "",  # "": table columns only
+        "id_column": json.dumps(dataset.get("id_column", "id")),
         "run_dir": str(Path(run_dir).resolve()), "predictions_sha256": predictions_sha256 or "",
     }
     return {TAG + k: v[:5000] for k, v in tags.items()}
@@ -154,8 +155,9 @@ def load_registered(spec: str, tracking_uri: str | None = None):
     with tempfile.TemporaryDirectory() as tmp:
         local = download(version, tags.get(TAG + "model_file", "model.skops"), Path(tmp))
         model = load_model(local, expected)
-    return Predictor(model, json.loads(tags.get(TAG + "classes", "[0, 1]")), tags.get(TAG + "code_column", "code"),
-                     json.loads(tags.get(TAG + "id_column", '"id"')))
+    return Predictor(model, json.loads(tags.get(TAG + "classes", "[0, 1]")),
+                     tags.get(TAG + "code_column", "code") or None, json.loads(tags.get(TAG + "id_column", '"id"')),
+                     tags.get(TAG + "task") or None)
 
 
 def download(version: ModelVersion, file: str, dst: Path) -> Path:

@@ -123,17 +123,16 @@ class MemoryStore:
     """The last saved state, packed (copied) in memory."""
 
     def __init__(self) -> None:
-        self._packed: tuple[dict[str, torch.Tensor], str] | None = None
+        self._packed: tuple[dict[str, torch.Tensor], Any] | None = None
 
     def save(self, state: Any) -> None:
-        tensors, skeleton = pack(state)
-        self._packed = (tensors, json.dumps(skeleton))
+        self._packed = pack(state)  # pack copies tensors and builds new containers: nothing aliases the run
 
     def load(self) -> Any | None:
         if self._packed is None:
             return None
-        tensors, skeleton = self._packed
-        return unpack({k: v.clone() for k, v in tensors.items()}, json.loads(skeleton))
+        tensors, skeleton = self._packed  # unpack builds new containers, so the skeleton stays untouched
+        return unpack({k: v.clone() for k, v in tensors.items()}, skeleton)
 
     def discard_partial_writes(self) -> None:
         pass

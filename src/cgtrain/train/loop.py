@@ -168,6 +168,8 @@ def train(model: torch.nn.Module, data, cfg: TrainConfig, *, val_fn: Callable[[t
     with deterministic_mode(cfg.deterministic, device):
         model.train()
         while p.epoch < cfg.epochs and not p.stopped_early and not p.done:
+            if hasattr(model, "set_epoch"):  # per-epoch model state (gradual unfreezing), also after a resume
+                model.set_epoch(p.epoch)
             if run.plan is None:
                 pool = (curriculum_pool(difficulty, p.epoch, cfg.curriculum_start, cfg.curriculum_epochs)
                         if cfg.curriculum else None)
@@ -273,7 +275,7 @@ def accumulate_gradients(run: Run, data, indices: np.ndarray, poison: bool = Fal
     scaled before backward; `clip_and_check` sees unscaled gradients."""
     cfg = run.cfg
     denom = normaliser(data.y[indices], run.weights_cpu)
-    total = torch.zeros((), device=run.device)
+    total = None  # the loss stays a tensor until the end: one host sync per effective batch
     for chunk in micro_batches(indices, run.progress.micro_batch):
         check_memory_cap(data.padded_tokens(chunk), cfg.max_batch_tokens)
         inputs, y = data.collate(chunk, run.device)
@@ -283,7 +285,7 @@ def accumulate_gradients(run: Run, data, indices: np.ndarray, poison: bool = Fal
         if poison:
             loss, poison = loss * float("nan"), False
         (run.scaler.scale(loss) if run.scaler is not None else loss).backward()
-        total += loss.detach()
+        total = loss.detach() if total is None else total + loss.detach()
     return float(total)
 
 

@@ -18,10 +18,16 @@ OPTIMIZERS = ("adamw", "sgd")
 
 def make_optimizer(model: torch.nn.Module, name: str, lr: float, weight_decay: float,
                    momentum: float = 0.9) -> torch.optim.Optimizer:
-    """AdamW, or SGD with (Nesterov) momentum, over the trainable parameters."""
-    params = [p for p in model.parameters() if p.requires_grad]
+    """AdamW, or SGD with (Nesterov) momentum, over the trainable parameters. A model with an
+    `optimizer_groups(weight_decay)` method gives its own parameter groups (e.g. layer-wise LR
+    decay: each group's `lr_scale` multiplies the scheduled LR, see `set_lr`)."""
+    groups = model.optimizer_groups(weight_decay) if hasattr(model, "optimizer_groups") else None
+    params = groups or [p for p in model.parameters() if p.requires_grad]
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+        try:  # the fused kernel updates every tensor in one pass: ~2x faster steps for large nets on CPU
+            return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
+        except (RuntimeError, ValueError):  # a device or dtype the fused kernel lacks
+            return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=momentum > 0, weight_decay=weight_decay)
     raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
@@ -29,7 +35,7 @@ def make_optimizer(model: torch.nn.Module, name: str, lr: float, weight_decay: f
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
 def warmup_cosine(step: int, total: int, warmup: int) -> float:

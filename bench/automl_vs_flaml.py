@@ -1,0 +1,278 @@
+"""cgtrain AutoML vs FLAML at equal wall-clock budgets, same machine, same split (a benchmark, not a test).
+
+    python bench/automl_vs_flaml.py --budget 60                 # the whole suite, ~2 x 60 s per dataset
+    python bench/automl_vs_flaml.py --budget 30 --only wine,iris
+
+For every dataset both systems get the same budget of wall-clock seconds and the same
+rows: cgtrain's leakage-safe split (grouped, de-duplicated) decides the held-out test
+rows, FLAML trains on exactly cgtrain's training rows and both are scored on the same
+test rows with cgtrain's metric functions.
+
+- cgtrain: `cgtrain automl` (every family that fits, cost-aware search, ensembles), whose
+  budget covers loading, tokenizing, the search, the ensemble, the refit and the test.
+- FLAML: `AutoML.fit(time_budget=...)` given what cgtrain's data step produces: for code
+  datasets the same TF-IDF + code-metric features cgtrain fits (on the training rows
+  only), for tables the same columns. Its time budget is what is left of the same
+  budget after that preparation; FLAML's final retrain happens after its budget, so
+  the wall time of each side is printed too. Its learners are its defaults minus
+  XGBoost (not installed here: a stub module lets `flaml.automl` import).
+
+Winner: higher score (lower for rmse / mae); a tie within 0.005 (1% relative for errors).
+Both sides use one thread per model (n_jobs=1): on a small shared machine OpenMP threads
+waiting on each other cost far more than they gain.
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import subprocess
+import sys
+import time
+import traceback
+import types
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+JULIET = Path("/work/shared/datasets/juliet_c_functions.jsonl.gz")
+TIE_ABS, TIE_REL = 0.005, 0.01
+
+
+@dataclass
+class Case:
+    name: str
+    path: Path
+    task: str
+    metric: str
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Row:
+    dataset: str
+    task: str
+    metric: str
+    budget_s: float
+    flaml: float | None = None
+    cgtrain: float | None = None
+    flaml_wall_s: float | None = None
+    cgtrain_wall_s: float | None = None
+    flaml_best: str = ""
+    cgtrain_best: str = ""
+    winner: str = ""
+    error: str = ""
+
+
+# --- the suite ------------------------------------------------------------------------------
+def pybugs(work: Path, rows: int) -> Case:
+    path = ROOT / "data/pybugs.jsonl"
+    if not path.is_file():
+        subprocess.run([sys.executable, "-m", "cgtrain", "data", "synth-bugs", "--out", str(path), "--seed", "0",
+                        "--max-functions", "5000"], check=True, cwd=ROOT, env={"PYTHONPATH": str(ROOT / "src")})
+    return Case("pybugs", path, "binary", "f1", ["dataset.language=python", f"dataset.sample={rows}",
+                                                 "dataset.segment_columns=[]"])
+
+
+def juliet(work: Path, rows: int, seed: int = 0) -> Case | None:
+    """A sample of whole Juliet test-case families (a family never straddles train and test)."""
+    if not JULIET.is_file():
+        return None
+    out = work / "juliet_sample.jsonl"
+    if not out.is_file():
+        by_family: dict[str, list[str]] = {}
+        with gzip.open(JULIET, "rt", encoding="utf-8") as fh:
+            for line in fh:
+                by_family.setdefault(json.loads(line)["family"], []).append(line)
+        names = sorted(by_family)
+        np.random.default_rng(seed).shuffle(names)
+        picked: list[str] = []
+        for name in names:
+            if len(picked) >= rows:
+                break
+            picked.extend(by_family[name])
+        out.write_text("".join(picked), encoding="utf-8")
+    return Case("juliet", out, "binary", "f1", ["dataset.language=c", "dataset.group_column=family"])
+
+
+def bundled(work: Path, name: str) -> Case:
+    from cgtrain.data.bundled import write_sklearn_dataset
+
+    path = work / f"{name}.csv"
+    info = write_sklearn_dataset(name, path)
+    metric = "rmse" if info.task == "regression" else "f1"
+    return Case(name, path, info.task, metric)
+
+
+def imbalanced(work: Path, minority: float, seed: int) -> Case:
+    import pandas as pd
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(n_samples=3000, n_features=20, n_informative=6, n_redundant=4,
+                               weights=[1 - minority], flip_y=0.02, class_sep=0.8, random_state=seed)
+    frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])])
+    frame.insert(0, "id", [f"r{i}" for i in range(len(frame))])
+    frame["label"] = y
+    path = work / f"imbalanced_{int(minority * 100)}.csv"
+    frame.to_csv(path, index=False)
+    return Case(f"imbalanced_{int(minority * 100)}pct", path, "binary", "f1")
+
+
+def suite(work: Path, code_rows: int) -> list[Case]:
+    cases = [pybugs(work, code_rows), juliet(work, code_rows)]
+    cases += [bundled(work, n) for n in ("breast_cancer", "wine", "digits", "iris", "diabetes")]
+    cases += [imbalanced(work, 0.10, 1), imbalanced(work, 0.05, 2)]
+    return [c for c in cases if c is not None]
+
+
+# --- the two sides ------------------------------------------------------------------------------
+def run_cgtrain(case: Case, budget: float, run_dir: Path):
+    from cgtrain import pipeline
+    from cgtrain.automl import build_request
+
+    # No warm start from earlier bench runs: FLAML starts cold too.
+    req = build_request(case.path, budget, metric=case.metric, task=case.task,
+                        overrides=[*case.overrides, "hpo.warm_start=false"])
+    start = time.time()
+    result = pipeline.train(req, run_dir, say=lambda m: print(f"    cgtrain | {m}", flush=True))
+    wall = time.time() - start
+    best = result.metrics["best"]
+    label = best["family"] if best["family"] != "ensemble" else \
+        f"ensemble({best['params']['method']}: {'+'.join(m['family'] for m in best['params']['members'])})"
+    return req, result.metrics["test"][case.metric], wall, label
+
+
+def flaml_automl():
+    try:
+        import xgboost  # noqa: F401
+    except ImportError:  # flaml.automl imports xgboost at module level; its other learners do not need it
+        stub = types.ModuleType("xgboost")
+        stub.__version__ = "0.0"
+
+        class _Missing:
+            """xgboost is not installed."""
+
+            def __init__(self, *a, **k):
+                raise ImportError("xgboost is not installed")
+
+            def fit(self, *a, **k):
+                raise ImportError("xgboost is not installed")
+
+            def predict(self, *a, **k):
+                raise ImportError("xgboost is not installed")
+
+        for name in ("XGBClassifier", "XGBRegressor", "XGBRanker"):
+            setattr(stub, name, type(name, (_Missing,), {"__doc__": "xgboost is not installed."}))
+        sys.modules["xgboost"] = stub
+    from flaml.automl import AutoML
+
+    return AutoML
+
+
+FLAML_METRIC = {("binary", "f1"): "f1", ("multiclass", "f1"): "macro_f1", ("regression", "rmse"): "rmse",
+                ("regression", "mae"): "mae", ("regression", "r2"): "r2", ("binary", "roc_auc"): "roc_auc",
+                ("binary", "accuracy"): "accuracy", ("multiclass", "accuracy"): "accuracy"}
+
+
+def run_flaml(case: Case, req, budget: float, work: Path, seed: int):
+    from cgtrain import pipeline
+    from cgtrain.evaluate.metrics import compute
+
+    AutoML = flaml_automl()
+    start = time.time()
+    p = pipeline.prepare(req, work / f"flaml-{case.name}", say=lambda m: None)  # cgtrain's split, same rows
+    train_X, test_X = pipeline.model_inputs(p, p.split.train), pipeline.model_inputs(p, p.split.test)
+    featurizer = pipeline.make_featurizer(req)
+    if req.dataset.code_column is not None:  # code: the TF-IDF + metrics features cgtrain fits
+        train_X, test_X = featurizer.fit_transform(train_X), featurizer.transform(test_X)
+    else:  # tables: the same columns, as FLAML takes them
+        cols = list(req.dataset.numeric_columns) + list(req.dataset.categorical_columns)
+        train_X, test_X = train_X[cols], test_X[cols]
+    y_train = p.y[p.split.train]
+    regression = case.task == "regression"
+    left = budget - (time.time() - start)
+    automl = AutoML()
+    automl.fit(train_X, y_train, task="regression" if regression else "classification",
+               metric=FLAML_METRIC[(case.task, case.metric)], time_budget=max(1.0, left), seed=seed, n_jobs=1,
+               estimator_list=["lgbm", "rf", "extra_tree"] + ([] if regression else ["lrl1"]), verbose=0)
+    if regression:
+        out = np.asarray(automl.predict(test_X), dtype=float)
+    else:
+        proba = np.asarray(automl.predict_proba(test_X), dtype=float)
+        out = np.zeros((proba.shape[0], p.n_classes))
+        out[:, np.asarray(automl.classes_, dtype=int)] = proba
+    wall = time.time() - start
+    return compute(p.y[p.split.test], out, (case.metric,))[case.metric], wall, str(automl.best_estimator)
+
+
+def winner(row: Row) -> str:
+    if row.error:
+        return "error"
+    a, b = row.cgtrain, row.flaml
+    lower_better = row.metric in ("rmse", "mae")
+    tol = TIE_REL * abs(b) if lower_better else TIE_ABS
+    if abs(a - b) <= tol:
+        return "tie"
+    return "cgtrain" if (a < b) == lower_better else "flaml"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--budget", type=float, default=60.0, help="wall-clock seconds per system per dataset")
+    ap.add_argument("--only", default="", help="comma-separated dataset names")
+    ap.add_argument("--code-rows", type=int, default=4000, help="rows of each code dataset")
+    ap.add_argument("--work", type=Path, default=ROOT / "runs/bench-automl")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    args.work.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    cases = [c for c in suite(args.work, args.code_rows) if not args.only or c.name in args.only.split(",")]
+    rows: list[Row] = []
+    for case in cases:
+        row = Row(case.name, case.task, case.metric, args.budget)
+        print(f"== {case.name} ({case.task}, {case.metric}, {args.budget:.0f}s each)", flush=True)
+        try:
+            req, row.cgtrain, row.cgtrain_wall_s, row.cgtrain_best = run_cgtrain(
+                case, args.budget, args.work / f"{stamp}-{case.name}")
+            row.flaml, row.flaml_wall_s, row.flaml_best = run_flaml(case, req, args.budget, args.work, args.seed)
+        except Exception as exc:  # a failure is a result too
+            row.error = f"{type(exc).__name__}: {exc}"
+            traceback.print_exc()
+        row.winner = winner(row)
+        rows.append(row)
+        print(f"   -> {fmt(row)}", flush=True)
+    print_table(rows)
+    (args.work / f"results-{stamp}.json").write_text(json.dumps([asdict(r) for r in rows], indent=2))
+    return 0
+
+
+def fmt(row: Row) -> str:
+    if row.error:
+        return f"{row.dataset}: error: {row.error}"
+    return (f"{row.dataset}: flaml {row.flaml:.4f} ({row.flaml_best}, {row.flaml_wall_s:.0f}s) | cgtrain "
+            f"{row.cgtrain:.4f} ({row.cgtrain_best}, {row.cgtrain_wall_s:.0f}s) | {row.winner}")
+
+
+def print_table(rows: list[Row]) -> None:
+    print("\n| dataset | task | metric | budget s | FLAML | cgtrain | winner | FLAML wall s | cgtrain wall s | "
+          "FLAML model | cgtrain model |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        f = "-" if r.flaml is None else f"{r.flaml:.4f}"
+        c = "-" if r.cgtrain is None else f"{r.cgtrain:.4f}"
+        fw = "-" if r.flaml_wall_s is None else f"{r.flaml_wall_s:.0f}"
+        cw = "-" if r.cgtrain_wall_s is None else f"{r.cgtrain_wall_s:.0f}"
+        print(f"| {r.dataset} | {r.task} | {r.metric} | {r.budget_s:.0f} | {f} | {c} | {r.winner} | {fw} | {cw} | "
+              f"{r.flaml_best} | {r.cgtrain_best or r.error[:60]} |")
+    good = sum(r.winner in ("cgtrain", "tie") for r in rows)
+    failures = sum(r.winner == "error" for r in rows)
+    print(f"\ncgtrain wins or ties on {good}/{len(rows)} datasets ({100 * good / max(len(rows), 1):.0f}%), "
+          f"{failures} failure(s)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,296 @@
+"""Cost-aware AutoML inside a wall-clock budget (the FLAML recipe, on an Optuna study).
+
+1. Probe: every candidate family once, cheapest first (by a prior cost per 1000 rows),
+   at the lowest fidelity (a stratified sample of each fold's training rows) with its
+   default params. A family whose probe would eat half of what is left is skipped.
+2. Search: each next trial goes to a family drawn with probability ~ 1 / its *estimated
+   cost for improvement* (ECI, Wang et al. 2021, FLAML): time spent since its last
+   improvement, or, for a family behind the leader, the time its improvement rate needs
+   to catch up (a family that stopped improving gets dearer with every trial).
+   The family is fixed by queueing `{"family": name}`; the sampler (TPE by default)
+   picks the rest of the parameters from the study's history.
+3. Fidelity grows per family (x3 rows per step) after two trials at a level, after one
+   when the family leads, or at once when the next level is cheap; the family's best params so far open the new level.
+   Only full-fidelity trials are eligible as the final model or ensemble member.
+4. Budget: a trial starts only when its estimated cost fits what the study has left
+   (the budget minus a reserve for ensemble + refit + test, re-estimated after every
+   trial); a trial in flight is stopped at its time limit (between folds and epochs).
+
+Trial counts depend on wall time, so a budgeted run is not repeatable trial-for-trial.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import optuna
+
+from cgtrain.models import FAMILIES
+from cgtrain.request import TrainingRequest
+from cgtrain.tune import study as studies
+from cgtrain.tune.budget import Budget
+from cgtrain.tune.space import as_dict
+
+# Rough CPU seconds per 1000 training rows per fold with default params (refined by measurement).
+PRIOR_COST = {"logreg": 0.3, "linear_svm": 0.6, "ridge": 0.2, "lightgbm": 2.0, "random_forest": 3.0,
+              "mlp": 4.0, "textcnn": 10.0, "bigru": 25.0, "transformer": 25.0, "hf_embed": 40.0}
+DEFAULT_PRIOR = 15.0
+MIN_ROWS = 1000  # rows per fold at the lowest fidelity
+GROWTH = 3.0  # rows multiply by this per fidelity level
+TRIALS_PER_LEVEL = 2
+CHEAP_SHARE = 0.02  # a level whose trials cost under this share of the budget is entered at once
+PROBE_SHARE = 0.5  # skip a family whose first trial would use more than this share of the time left
+MAX_FAILURES = 2
+COST_PARAMS = ("n_estimators", "num_leaves", "width", "depth", "epochs", "embed_dim")
+ENSEMBLE_SELECT_S = 1.0  # choosing an ensemble on OOF predictions (plus a share of the budget)
+TRIAL_OVERHEAD_S = 0.3  # sampling + storage writes per trial
+RESERVE_SAFETY = 1.15
+
+
+@dataclass
+class FamilyState:
+    name: str
+    levels: list[float]
+    prior_s: float  # estimated seconds of one trial at full fidelity before any measurement
+    level: int = 0
+    at_level: int = 0  # trials finished at the current level
+    spent_s: float = 0.0  # K0
+    best: float | None = None  # best loss (lower is better) at any fidelity
+    best_at_s: float = 0.0  # K1: spent when the best was found
+    prev_best: float | None = None
+    prev_best_at_s: float = 0.0  # K2
+    failures: int = 0
+    costs: list[tuple[float, float]] = field(default_factory=list)  # (fidelity, seconds)
+    skipped: str = ""
+    stalled: int = 0  # trials since the family's best last improved
+
+    @property
+    def fidelity(self) -> float:
+        return self.levels[self.level]
+
+    def cost(self, fidelity: float | None = None) -> float:
+        """Estimated seconds of one trial at `fidelity` (rows scale linearly)."""
+        f = self.fidelity if fidelity is None else fidelity
+        if not self.costs:
+            return self.prior_s * f
+        return float(max(s * f / max(fi, 1e-9) for fi, s in self.costs))  # the dearest so far: budgets hold
+
+    def eci(self, leader: float | None) -> float:
+        """Estimated cost for improvement; lower goes first."""
+        own = max(self.spent_s - self.best_at_s, self.best_at_s - self.prev_best_at_s, self.cost())
+        if self.best is None or leader is None or self.best <= leader:
+            return own
+        gain = (self.prev_best - self.best) if self.prev_best is not None else 0.0
+        rate = gain / max(self.best_at_s - self.prev_best_at_s, 1e-9) if gain > 0 else 0.0
+        if rate > 0:
+            return max(own, (self.best - leader) / rate)
+        return max(own, 2 * self.spent_s, self.cost() * (1 + self.stalled))  # behind and not improving
+
+
+def fidelity_levels(fold_rows: int) -> list[float]:
+    levels, f = [], min(1.0, MIN_ROWS / max(fold_rows, 1))
+    while f < 1.0:
+        levels.append(round(f, 4))
+        f *= GROWTH
+    return levels + [1.0]
+
+
+def family_states(request: TrainingRequest, prepared) -> dict[str, FamilyState]:
+    fold_rows = int(np.median([len(tr) for tr, _ in prepared.folds]))
+    k = len(prepared.folds)
+    states = {}
+    for cand in request.candidates:
+        prior = PRIOR_COST.get(cand.family, DEFAULT_PRIOR) * fold_rows / 1000 * k
+        states[cand.family] = FamilyState(cand.family, fidelity_levels(fold_rows), prior)
+    return dict(sorted(states.items(), key=lambda kv: kv[1].prior_s))  # cheap first
+
+
+def start_params(family: str, space: dict[str, Any]) -> dict[str, Any]:
+    """The family's low-cost start (FLAML): the low end of size parameters (trees, leaves, width,
+    depth, epochs), the family's defaults for the rest, where they lie inside the searched space."""
+    defaults, out = FAMILIES.get(family).defaults, {}
+    for name, spec in space.items():
+        s, v = as_dict(spec), defaults.get(name, "__none__")
+        if name in COST_PARAMS and s["type"] == "int":
+            out[f"{family}.{name}"] = s["low"]
+            continue
+        if v == "__none__":
+            continue
+        if s["type"] == "categorical":
+            ok = v in s["choices"]
+        else:
+            ok = isinstance(v, (int, float)) and s["low"] <= v <= s["high"] and \
+                (s["type"] == "float" or s.get("log") or (v - s["low"]) % s.get("step", 1) == 0)
+        if ok:
+            out[f"{family}.{name}"] = v
+    return out
+
+
+class Controller:
+    """Chooses each next trial's family and fidelity; learns costs and gains from finished trials."""
+
+    def __init__(self, request: TrainingRequest, prepared, budget: Budget, say: Callable[[str], None]):
+        self.request, self.prepared, self.budget, self.say = request, prepared, budget, say
+        self.states = family_states(request, prepared)
+        self.spaces = studies.candidate_spaces(request)
+        self.sign = 1.0 if studies.greater_is_better(request.validation.metric) else -1.0
+        self.feat_s, self.feat_seen = 0.0, False  # featurizing the full training split, estimated from the folds
+        self.multi = len(self.states) > 1
+        self.rng = np.random.default_rng(request.seed)
+
+    def loss(self, value: float) -> float:
+        return -self.sign * value
+
+    def leader(self) -> float | None:
+        bests = [s.best for s in self.states.values() if s.best is not None]
+        return min(bests) if bests else None
+
+    def live(self) -> list[FamilyState]:
+        return [s for s in self.states.values() if not s.skipped]
+
+    def next_trial(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """(params to queue, user attrs) of the next trial, or None when nothing fits the budget."""
+        left = self.budget.study_left()
+        for s in self.live():
+            if not s.costs and s.failures == 0:  # probe, cheapest first
+                if s.cost() > PROBE_SHARE * max(left, 0.0):
+                    s.skipped = f"its first trial (~{s.cost():.0f}s) is too costly for the {left:.0f}s left"
+                    self.say(f"automl: skip {s.name}: {s.skipped}")
+                    continue
+                return self._queue(s, start_params(s.name, self.spaces[s.name]))
+        fits = [s for s in self.live() if s.cost() <= left]
+        if not fits:
+            return None
+        leader = self.leader()
+        # FLAML: a family is drawn with probability ~ 1/ECI, so a cheap family cannot starve a better one
+        weights = np.array([1.0 / max(st.eci(leader), 1e-3) for st in fits])
+        s = fits[int(self.rng.choice(len(fits), p=weights / weights.sum()))]
+        return self._queue(s, {})
+
+    def _queue(self, s: FamilyState, params: dict[str, Any]):
+        fixed = {"family": s.name} if self.multi else {}
+        return {**fixed, **params}, {"fidelity": s.fidelity}
+
+    def update(self, trial: optuna.trial.FrozenTrial) -> None:
+        s = self.states.get(trial.user_attrs.get("family", ""))
+        if s is None:
+            return
+        seconds = trial_seconds(trial)
+        fidelity = float(trial.user_attrs.get("fidelity", 1.0))
+        s.spent_s += seconds
+        if trial.state == optuna.trial.TrialState.FAIL:
+            s.failures += 1
+            if s.failures >= MAX_FAILURES or s.best is None:  # a failed probe: the family cannot learn this data
+                s.skipped = f"failed {s.failures} times: {trial.user_attrs.get('error', '')[:120]}"
+                self.say(f"automl: drop {s.name}: {s.skipped}")
+            return
+        timed_out = "timed_out" in trial.user_attrs
+        folds_done = len(trial.user_attrs.get("fold_seconds", [])) or len(trial.intermediate_values)
+        if timed_out or trial.state == optuna.trial.TrialState.COMPLETE:
+            whole = seconds if not timed_out else seconds * len(self.prepared.folds) / max(folds_done, 1)
+            s.costs.append((fidelity, whole))
+        if trial.state == optuna.trial.TrialState.COMPLETE:
+            self._feat(trial)
+            loss = self.loss(trial.values[0])
+            if s.best is None or loss < s.best:
+                s.prev_best, s.prev_best_at_s = s.best, s.best_at_s
+                s.best, s.best_at_s, s.stalled = loss, s.spent_s, 0
+            else:
+                s.stalled += 1
+        if fidelity >= s.fidelity:
+            s.at_level += 1
+        self._maybe_grow(s)
+
+    def _feat(self, trial: optuna.trial.FrozenTrial) -> None:
+        folds = trial.user_attrs.get("fold_seconds") or []
+        outside = float(trial.user_attrs.get("fit_seconds", 0)) - sum(folds)
+        if folds and outside > 0 and not self.feat_seen:  # the first trial also built the fold features
+            self.feat_s, self.feat_seen = outside / len(folds) * self._refit_scale(), True
+
+    def _maybe_grow(self, s: FamilyState) -> None:
+        if s.level + 1 >= len(s.levels):
+            return
+        nxt = s.levels[s.level + 1]
+        leads = s.best is not None and s.best == self.leader() and s.at_level >= 1  # FLAML: grow the leader's sample
+        if leads or s.at_level >= TRIALS_PER_LEVEL or s.cost(nxt) <= CHEAP_SHARE * self.budget.total_s:
+            s.level, s.at_level = s.level + 1, 0
+
+    def _refit_scale(self) -> float:
+        k = len(self.prepared.folds)
+        return k / max(k - 1, 1)
+
+    def reserve(self, study: optuna.Study) -> float:
+        """Seconds to keep for ensemble selection, refit of the chosen model(s) and the test."""
+        ranked = studies.ranked_trials(study)
+        if not ranked:  # only low-fidelity trials so far: the final model will be the best of them
+            done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
+            if not done:
+                return self.budget.reserve_s
+            ranked = [studies.best_trial(study)]
+        ensemble = self.request.hpo.ensemble != "none" and len(ranked) > 1
+        refits = [refit_seconds(t, self._refit_scale()) for t in ranked[:self.request.hpo.ensemble_size
+                                                                         if ensemble else 1]]
+        select = ENSEMBLE_SELECT_S + 0.01 * self.budget.total_s if ensemble else 0.0
+        return RESERVE_SAFETY * (sum(refits) + self.feat_s) + select + 1.0
+
+    def summary(self) -> dict[str, Any]:
+        return {name: {"trials_s": round(s.spent_s, 2), "best_cv": None if s.best is None else -self.sign * s.best,
+                       "fidelity": s.fidelity, "skipped": s.skipped or None} for name, s in self.states.items()}
+
+
+def trial_seconds(trial: optuna.trial.FrozenTrial) -> float:
+    """What the trial's folds cost (not the one-off fold featurizing the first trial also paid)."""
+    folds = trial.user_attrs.get("fold_seconds")
+    if folds:
+        return float(sum(folds)) + TRIAL_OVERHEAD_S
+    return float(trial.user_attrs.get("fit_seconds") or _duration(trial))
+
+
+def refit_seconds(trial: optuna.trial.FrozenTrial, scale: float) -> float:
+    """A refit on all training rows: the trial's slowest fold, scaled to all rows (and up from its fidelity)."""
+    folds = trial.user_attrs.get("fold_seconds") or []
+    per_fold = float(np.max(folds)) if folds else float(trial.user_attrs.get("fit_seconds", 0)) / 3
+    return per_fold * scale / max(float(trial.user_attrs.get("fidelity", 1.0)), 1e-3)
+
+
+def _duration(trial: optuna.trial.FrozenTrial) -> float:
+    if trial.datetime_start and trial.datetime_complete:
+        return (trial.datetime_complete - trial.datetime_start).total_seconds()
+    return 0.0
+
+
+def optimize(study: optuna.Study, objective, request: TrainingRequest, prepared, budget: Budget, max_trials: int,
+             say: Callable[[str], None], callbacks: list | None = None) -> Controller:
+    """Run trials until the budget (minus the reserve) or max_trials is spent."""
+    ctl = Controller(request, prepared, budget, say)
+    for t in study.get_trials(deepcopy=False):  # a resumed study: learn from what is there
+        ctl.update(t)
+    budget.set_reserve(max(budget.reserve_s, ctl.reserve(study)))
+    say(f"automl: {budget.total_s:.0f}s budget, {budget.left():.0f}s left after loading the data; families "
+        f"cheapest first: {', '.join(ctl.states)}; fidelity levels {ctl.states[next(iter(ctl.states))].levels}")
+    ran = 0
+    while ran < max_trials:
+        waiting = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))]
+        if not waiting:
+            nxt = ctl.next_trial()
+            if nxt is None:
+                break
+            study.enqueue_trial(nxt[0], user_attrs=nxt[1])
+        elif budget.study_left() <= 0:
+            break
+        study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=callbacks)
+        ran += 1
+        ctl.update(study.trials[-1])
+        budget.set_reserve(ctl.reserve(study))
+    say(f"automl: {ran} trial(s) in {budget.elapsed():.0f}s; {budget.left():.0f}s left for ensemble, refit and "
+        f"test (reserve {budget.reserve_s:.0f}s)")
+    study.set_user_attr("automl", json.loads(json.dumps({**budget.record(), "families": ctl.summary()},
+                                                        default=_plain)))
+    return ctl
+
+
+def _plain(value: Any) -> Any:
+    return None if isinstance(value, float) and math.isnan(value) else str(value)

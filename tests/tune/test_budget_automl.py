@@ -1,0 +1,36 @@
+"""AutoML within a wall-clock budget: cheap families first, the whole run inside budget + 5%."""
+import json
+import time
+
+import optuna
+
+from cgtrain import pipeline
+from cgtrain.automl import build_request
+from cgtrain.tune.automl import fidelity_levels, start_params
+
+BUDGET = 15.0
+
+
+def test_budgeted_run_holds_its_budget_and_probes_cheap_families_first(tmp_path, bugs_jsonl):
+    req = build_request(bugs_jsonl, BUDGET, metric="f1", families=["logreg", "linear_svm", "lightgbm", "textcnn"],
+                        overrides=["dataset.language=python", "features.max_features=3000"])
+    assert req.hpo.budget_s == BUDGET and req.hpo.ensemble == "auto" and req.task == "binary"
+    start = time.time()
+    result = pipeline.train(req, tmp_path / "run", say=lambda m: None)
+    elapsed = time.time() - start
+    assert elapsed <= BUDGET * 1.05, f"{elapsed:.1f}s for a {BUDGET}s budget"
+    study = optuna.load_study(study_name="cgtrain", storage=f"sqlite:///{tmp_path / 'run/study.db'}")
+    families = [t.user_attrs.get("family") for t in study.trials]
+    assert families[:2] == ["logreg", "linear_svm"]  # probes, cheapest first
+    assert study.user_attrs["automl"]["budget_s"] == BUDGET
+    assert (tmp_path / "run/model.skops").is_file() and result.metrics["test"]["f1"] >= 0
+    assert json.loads((tmp_path / "run/ensemble.json").read_text())["method"] == "auto"
+
+
+def test_fidelity_levels_grow_to_all_rows_and_start_cheap():
+    assert fidelity_levels(500) == [1.0]
+    levels = fidelity_levels(20_000)
+    assert levels[0] == 0.05 and levels[-1] == 1.0 and all(a < b for a, b in zip(levels, levels[1:]))
+    space = {"n_estimators": {"type": "int", "low": 100, "high": 400, "step": 50},
+             "learning_rate": {"type": "float", "low": 0.03, "high": 0.3, "log": True}}
+    assert start_params("lightgbm", space) == {"lightgbm.n_estimators": 100, "lightgbm.learning_rate": 0.1}

@@ -1,0 +1,88 @@
+"""Ensembles of the top trials: kept only when their CV score beats the best single trial."""
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import optuna
+from optuna.distributions import FloatDistribution
+from sklearn.linear_model import LogisticRegression
+
+from cgtrain.models.ensemble import EnsembleModel, beats, greedy_weights
+from cgtrain.registry.artifacts import load_model, save_model
+from cgtrain.tune.ensembles import choose_ensemble
+from cgtrain.tune.hooks import save_oof
+from conftest import make_request
+
+RNG = np.random.default_rng(0)
+Y = RNG.integers(0, 2, 300)
+FOLDS = [(np.arange(300)[np.arange(300) % 3 != k], np.arange(300)[np.arange(300) % 3 == k]) for k in range(3)]
+
+
+def _proba(p1):
+    return np.column_stack([1 - p1, p1])
+
+
+def _study(run_dir, members, y=Y):
+    """An in-memory study whose trials' OOF predictions are `members` (trial -> probas over all rows)."""
+    from cgtrain.evaluate.metrics import score
+
+    study = optuna.create_study(direction="maximize")
+    for number, proba in members.items():
+        folds = [proba[va] for _, va in FOLDS]
+        scores = [score("f1", y[va], f) for (_, va), f in zip(FOLDS, folds)]
+        study.add_trial(optuna.trial.create_trial(
+            params={"x": 0.5}, distributions={"x": FloatDistribution(0, 1)}, value=float(np.mean(scores)),
+            user_attrs={"family": f"fam{number}", "params": "{}", "fold_scores": scores, "fold_seconds": [0.01] * 3}))
+        save_oof(run_dir, number, folds)
+    return study
+
+
+def _prepared(y=Y):
+    return SimpleNamespace(folds=FOLDS, y=y, n_classes=2)
+
+
+def test_complementary_members_make_an_ensemble_that_is_kept(tmp_path):
+    # each member sees the label on a different half of the rows and guesses elsewhere
+    half = np.arange(300) % 2 == 0
+    a = np.where(half, Y * 0.9 + 0.05, 0.45 + 0.1 * RNG.random(300))
+    b = np.where(~half, Y * 0.9 + 0.05, 0.45 + 0.1 * RNG.random(300))
+    study = _study(tmp_path, {0: _proba(a), 1: _proba(b)})
+    req = make_request(tmp_path / "x.jsonl", hpo={"ensemble": "auto"})
+    choice = choose_ensemble(req, tmp_path, _prepared(), study, say=lambda m: None)
+    record = json.loads((tmp_path / "ensemble.json").read_text())
+    assert choice is not None and record["kept"] is True
+    assert choice.cv_mean > record["best_single"]["cv_mean"] and sorted(choice.trials) == [0, 1]
+
+
+def test_an_ensemble_that_does_not_beat_the_best_single_trial_is_dropped(tmp_path):
+    perfect = _proba(Y * 0.98 + 0.01)
+    noise = _proba(RNG.random(300))
+    study = _study(tmp_path, {0: perfect, 1: noise, 2: _proba(RNG.random(300))})
+    req = make_request(tmp_path / "x.jsonl", hpo={"ensemble": "stacking"})
+    choice = choose_ensemble(req, tmp_path, _prepared(), study, say=lambda m: None)
+    record = json.loads((tmp_path / "ensemble.json").read_text())
+    assert choice is None and record["kept"] is False and record["reason"].startswith("dropped")
+    assert not beats(record["candidates"][0]["cv_mean"], record["best_single"]["cv_mean"], "f1")
+
+
+def test_greedy_weights_prefer_the_better_member():
+    good, bad = _proba(Y * 0.8 + 0.1), _proba(RNG.random(300))
+    w = greedy_weights([bad, good], Y, "f1")
+    assert w[1] > w[0] and abs(w.sum() - 1) < 1e-9
+
+
+def test_an_ensemble_model_saves_as_skops_and_predicts_the_blend(tmp_path):
+    X = RNG.normal(size=(200, 4))
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    m2 = LogisticRegression(C=0.1).fit(X, y)
+
+
+    model = EnsembleModel(members=[LogisticRegression(), LogisticRegression(C=0.1)], inputs=["raw", "raw"],
+                          featurizer=None, method="voting", weights=[0.25, 0.75])
+    model.assemble(None, [LogisticRegression().fit(X, y), m2], y)
+    expected = 0.25 * model.estimators_[0].predict_proba(X) + 0.75 * m2.predict_proba(X)
+    checksum = save_model(model, tmp_path / "m.skops")
+    loaded = load_model(tmp_path / "m.skops", checksum)
+    assert np.allclose(loaded.predict_proba(X), expected) and (loaded.predict(X) == expected.argmax(1)).all()
+    fitted = EnsembleModel(members=[LogisticRegression()], inputs=["raw"], method="voting", weights=[1.0]).fit(X, y)
+    assert (fitted.predict(X) == LogisticRegression().fit(X, y).predict(X)).all()
