@@ -26,7 +26,7 @@ demo: $(STAMP) $(DEMO_DATA)
 
 # The report test opens report.html in headless Chromium (Debian's package); install it when missing.
 browser:
-	command -v chromium >/dev/null 2>&1 || (apt-get install -y -qq chromium >/dev/null 2>&1 || sudo apt-get install -y -qq chromium >/dev/null 2>&1) || echo "chromium not installed: the report browser test will be skipped"
+	command -v chromium >/dev/null 2>&1 || (apt-get install -y -qq chromium >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1) || sudo apt-get install -y -qq chromium >/dev/null 2>&1) || echo "chromium not installed: the report browser test will be skipped"
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
