@@ -28,18 +28,6 @@ WORDS = ("alpha beta gamma delta value count index total name item data node siz
          "parse load save user path text").split()
 
 
-def fresh_store(tmp_path_factory, directory: Path) -> str:
-    """A migrated empty MLflow store: created once per session (MLflow's schema migrations take
-    seconds), copied for each test."""
-    template = tmp_path_factory.getbasetemp() / "mlflow-template" / "mlflow.db"
-    if not template.exists():
-        template.parent.mkdir(parents=True, exist_ok=True)
-        tracking_client(f"sqlite:///{template}")
-    directory.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(template, directory / "mlflow.db")
-    return f"sqlite:///{directory / 'mlflow.db'}"
-
-
 # --- the gate on constructed predictions ---------------------------------------------------
 def predictions(y: np.ndarray, correct: np.ndarray, ids=None) -> Predictions:
     """Confident probabilities that are right exactly where `correct` is True."""
@@ -158,9 +146,9 @@ def models(*args) -> "object":
     return CliRunner().invoke(models_app, [str(a) for a in args], env={"COLUMNS": "250"})
 
 
-def test_promotion_through_the_cli_follows_the_gate(runs, tmp_path, tmp_path_factory):
+def test_promotion_through_the_cli_follows_the_gate(runs, tmp_path, mlflow_store):
     good, bad = runs
-    uri = fresh_store(tmp_path_factory, tmp_path / "store")
+    uri = mlflow_store(tmp_path / "store")
     client = tracking_client(uri)
     assert log_run(bad, uri, "tiny").alias == "champion"  # the first version ever
     assert log_run(good, uri, "tiny").alias == "challenger"
@@ -205,9 +193,9 @@ def test_promotion_through_the_cli_follows_the_gate(runs, tmp_path, tmp_path_fac
     assert not (tmp_path / "none").exists()  # looking does not create a store
 
 
-def test_registered_models_load_by_alias_or_version(runs, tmp_path, tmp_path_factory):
+def test_registered_models_load_by_alias_or_version(runs, tmp_path, mlflow_store):
     good, _ = runs
-    uri = fresh_store(tmp_path_factory, tmp_path / "store")
+    uri = mlflow_store(tmp_path / "store")
     log_run(good, uri, "tiny")
     items = [{"id": "a", "code": "def f(x):\n    return eval(x)"}, {"id": "b", "code": "def g(y):\n    return int(y)"}]
     expected = list(load_predictor(run_dir=good).predict(items))
@@ -229,11 +217,11 @@ class WritesMarker:
         return (open, (self.path, "w"))
 
 
-def test_a_pickle_placed_as_the_registered_artifact_is_refused_and_never_runs(runs, tmp_path, tmp_path_factory):
+def test_a_pickle_placed_as_the_registered_artifact_is_refused_and_never_runs(runs, tmp_path, mlflow_store):
     from cgtrain.registry.artifacts import sha256_file
 
     good, _ = runs
-    uri = fresh_store(tmp_path_factory, tmp_path / "store")
+    uri = mlflow_store(tmp_path / "store")
     tracked = log_run(good, uri, "tiny")
     client = tracking_client(uri)
     version = client.get_model_version("tiny", tracked.model_version)

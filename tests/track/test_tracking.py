@@ -1,7 +1,6 @@
 """MLflow tracking of a finished run on a real embedded SQLite store: parent run, nested trial runs,
 artifacts, registered version; the environment snapshot; failures that never cost the run."""
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,18 +14,6 @@ from cgtrain.track.mlflow_tracking import (TRACKING_FILE, artifact_root, log_run
 
 # MLflow 3.17's store with SQLAlchemy 2.1: a deprecation inside MLflow, nothing of ours
 pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy is deprecated")
-
-
-def fresh_store(tmp_path_factory, directory: Path) -> str:
-    """A migrated empty MLflow store: created once per session (MLflow's schema migrations take
-    seconds), copied for each test."""
-    template = tmp_path_factory.getbasetemp() / "mlflow-template" / "mlflow.db"
-    if not template.exists():
-        template.parent.mkdir(parents=True, exist_ok=True)
-        tracking_client(f"sqlite:///{template}")
-    directory.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(template, directory / "mlflow.db")
-    return f"sqlite:///{directory / 'mlflow.db'}"
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +34,8 @@ def run_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def logged(run_dir, tmp_path_factory):
-    uri = fresh_store(tmp_path_factory, tmp_path_factory.mktemp("store"))
+def logged(run_dir, tmp_path_factory, mlflow_store):
+    uri = mlflow_store(tmp_path_factory.mktemp("store"))
     return log_run(run_dir, uri, "tiny"), uri
 
 
