@@ -261,13 +261,9 @@ def check_run_dir(run_dir: Path, request: TrainingRequest, resume: bool) -> None
         raise RunDirError(f"{run_dir} already holds a run; add --resume to continue it, or choose another --run-dir")
 
 
-def train(request: TrainingRequest, run_dir: str | Path, resume: bool = False,
-          say: Callable[[str], None] = print, progress: Callable[[int, int, float | None], None] | None = None
-          ) -> RunResult:
-    if request.task in ("anomaly", "clustering"):  # no target to fit: the unsupervised flow
-        from cgtrain.unsupervised import train_unsupervised
-
-        return train_unsupervised(request, run_dir, resume=resume, say=say, progress=progress)
+def open_run(request: TrainingRequest, run_dir: str | Path, resume: bool, say: Callable[[str], None]
+             ) -> tuple[Path, float, Prepared]:
+    """Every task's first steps: check the run dir, record the request, load and split the data."""
     run_dir = Path(run_dir)
     check_run_dir(run_dir, request, resume)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -275,6 +271,17 @@ def train(request: TrainingRequest, run_dir: str | Path, resume: bool = False,
     started = time.time()
     prepared = prepare(request, run_dir, say)
     atomic_write_json(run_dir / "dataset.json", dataset_record(request, prepared))
+    return run_dir, started, prepared
+
+
+def train(request: TrainingRequest, run_dir: str | Path, resume: bool = False,
+          say: Callable[[str], None] = print, progress: Callable[[int, int, float | None], None] | None = None
+          ) -> RunResult:
+    if request.task in ("anomaly", "clustering"):  # no target to fit: the unsupervised flow
+        from cgtrain.unsupervised import train_unsupervised
+
+        return train_unsupervised(request, run_dir, resume=resume, say=say, progress=progress)
+    run_dir, started, prepared = open_run(request, run_dir, resume, say)
     study = run_study(request, run_dir, prepared, say, progress, started=started)
     board = studies.leaderboard(study, request.validation.metric)
     board.to_csv(run_dir / "leaderboard.csv", index=False)

@@ -28,10 +28,10 @@ from cgtrain.data.formats import DatasetError
 from cgtrain.evaluate.metrics import METRICS, anomaly_metrics, clustering_metrics, silhouette
 from cgtrain.fsutil import atomic_write_json, atomic_write_text
 from cgtrain.models import FAMILIES
-from cgtrain.pipeline import (MODEL_FILE, FoldCache, Prepared, RunResult, check_run_dir, dataset_record,
-                              input_tokenizer, make_featurizer, model_inputs, prepare)
+from cgtrain.pipeline import (MODEL_FILE, FoldCache, Prepared, RunResult, open_run,
+                              input_tokenizer, make_featurizer, model_inputs)
 from cgtrain.registry.artifacts import save_model
-from cgtrain.request import TrainingRequest, request_to_yaml
+from cgtrain.request import TrainingRequest
 from cgtrain.tune import study as studies
 from cgtrain.tune.space import grid_configs
 
@@ -132,13 +132,7 @@ def unsearched(request: TrainingRequest, say) -> tuple[dict[str, Any], pd.DataFr
 def train_unsupervised(request: TrainingRequest, run_dir: str | Path, resume: bool = False,
                        say: Callable[[str], None] = print,
                        progress: Callable[[int, int, float | None], None] | None = None) -> RunResult:
-    run_dir = Path(run_dir)
-    check_run_dir(run_dir, request, resume)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "request.yaml", request_to_yaml(request))
-    started = time.time()
-    p = prepare(request, run_dir, say)
-    atomic_write_json(run_dir / "dataset.json", dataset_record(request, p))
+    run_dir, started, p = open_run(request, run_dir, resume, say)
     if can_search(request, p):
         study = run_study(request, run_dir, p, say, progress)
         board = studies.leaderboard(study, request.validation.metric)
