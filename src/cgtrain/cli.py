@@ -12,14 +12,32 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cgtrain.cli_errors import EXIT_USER, user_errors
 from cgtrain.cli_models import models_app
-from cgtrain.cli_qa import after_tracking, profiling
+from cgtrain.cli_pretrain import register as register_pretrain_command
+from cgtrain.cli_qa import profiling
+from cgtrain.evaluate.qa import after_tracking
 from cgtrain.cli_qa import register as register_qa_commands
+from cgtrain.cli_service import register as register_service_commands
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Train, tune, test and use models that find flaws in source code.")
 data_app = typer.Typer(no_args_is_help=True, help="Make and inspect datasets.")
 app.add_typer(data_app, name="data")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from cgtrain import __version__
+
+        sys.stdout.write(f"cgtrain {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback(context_settings={"help_option_names": ["-h", "--help"]})
+def _main(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="print the version and exit")) -> None:
+    """Train, tune, test and use models that find flaws in source code."""
 app.add_typer(models_app, name="models")
 
 out = Console()
@@ -29,36 +47,23 @@ EXIT_INVALID_REQUEST = 2
 EXIT_FAILED = 1
 
 
-@contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn the errors a user can fix into messages and exit codes."""
-    from cgtrain.data.loading import DatasetError, TooManyBadRows
-    from cgtrain.errors import RunDirError
-    from cgtrain.registry.artifacts import UnsafeModelError
-    from cgtrain.registry.model_registry import RegistryError
-    from cgtrain.request import RequestError
+def resume_command(command: str, request: Path, overrides: list[str] | None, run_dir: Path) -> str:
+    """The command line that continues an interrupted run (said on Ctrl-C, disk full)."""
+    import shlex
 
-    try:
-        yield
-    except RequestError as exc:
-        err.print(f"[bold red]invalid request[/] ({exc.source}):", highlight=False)
-        for line in exc.problems:
-            err.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)  # one line per problem
-        raise typer.Exit(EXIT_INVALID_REQUEST)
-    except (DatasetError, TooManyBadRows, RunDirError, UnsafeModelError, RegistryError) as exc:
-        err.print(f"[bold red]error:[/] {type(exc).__name__}", highlight=False)
-        err.print(f"  {exc}", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_FAILED)
+    return shlex.join(["cgtrain", command, str(request), *(overrides or []), "--run-dir", str(run_dir), "--resume"])
 
 
 @app.command()
 def validate(request: Path = typer.Argument(..., help="request file (YAML or JSON)"),
              overrides: Optional[list[str]] = typer.Argument(None, help="dotted key=value overrides")) -> None:
     """Check a training request; print the request as it would run."""
+    from cgtrain.data.loading import check_dataset
     from cgtrain.request import load_request, request_to_yaml
 
     with user_errors():
         req = load_request(request, overrides or [])
+        check_dataset(req.dataset)  # a missing dataset is reported here as train would
     out.print(f"[green]valid[/]: {request}")
     out.print(request_to_yaml(req), markup=False, highlight=False)
 
@@ -93,21 +98,32 @@ def train(request: Path = typer.Argument(..., help="request file (YAML or JSON)"
           overrides: Optional[list[str]] = typer.Argument(None, help="dotted key=value overrides"),
           run_dir: Path = typer.Option(..., "--run-dir", help="where the run's records and model go"),
           resume: bool = typer.Option(False, "--resume", help="continue an interrupted run, keeping its trials"),
+          force: bool = typer.Option(False, "--force", help="with --resume of a finished run: redo its refit and "
+                                                            "test (the model is replaced)"),
           tracking_uri: Optional[str] = typer.Option(
               None, "--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db)"),
           no_track: bool = typer.Option(False, "--no-track", help="do not log to MLflow or register the model"),
           profile: bool = typer.Option(False, "--profile", help="write a PyTorch profiler trace "
-                                                                "(profile_trace.json, for Perfetto) to the run dir")
+                                                                "(profile_trace.json, for Perfetto) to the run dir"),
+          device: Optional[str] = typer.Option(None, "--device", help="neural families: auto | cpu | cuda | "
+                                                                      "cuda:N (sets train.device)"),
           ) -> None:
     """Run a training request: study, refit, test; write everything to --run-dir."""
     from cgtrain import pipeline
-    from cgtrain.request import load_request
+    from cgtrain.request import RequestError, load_request
 
-    with user_errors():
-        req = load_request(request, overrides or [])
+    with user_errors(resume_hint=resume_command("train", request, overrides, run_dir)):
+        if device is not None:
+            from cgtrain.train.distributed import check_device
+
+            try:
+                check_device(device)
+            except ValueError as exc:
+                raise RequestError([f"--device: {exc}"], str(request)) from None
+        req = load_request(request, [*(overrides or []), *([f"train.device={device}"] if device else [])])
         with study_progress() as progress, profiling(run_dir, profile):
             result = pipeline.train(req, run_dir, resume=resume, say=lambda m: out.print(m, highlight=False),
-                                    progress=progress)
+                                    progress=progress, force=force)
     print_results(result)
     if not no_track:
         from cgtrain.track import try_log_run
@@ -129,6 +145,8 @@ def automl(data: Path = typer.Argument(..., help="dataset: JSONL/CSV/Parquet fil
                                                                            "(default: every one that fits)"),
            run_dir: Path = typer.Option(..., "--run-dir", help="where the run's records and model go"),
            seed: int = typer.Option(0, "--seed"),
+           label: str = typer.Option("label", "--label", help="the target column (never a feature); class "
+                                                              "labels of any type come back as found on predict"),
            qa: bool = typer.Option(False, "--qa", help="also run QA + report after the budgeted run (not counted)"),
            track: bool = typer.Option(False, "--track", help="log to MLflow afterwards (not counted in the budget)"),
            resume: bool = typer.Option(False, "--resume", help="continue an interrupted run, keeping its trials"),
@@ -137,8 +155,9 @@ def automl(data: Path = typer.Argument(..., help="dataset: JSONL/CSV/Parquet fil
     from cgtrain import pipeline
     from cgtrain.automl import build_request
 
-    with user_errors():
+    with user_errors(resume_hint="the same `cgtrain automl ...` command plus --resume"):
         req = build_request(data, budget, metric=metric, task=task, seed=seed, qa=qa, overrides=overrides or [],
+                            label=None if label == "label" else label,
                             families=[f.strip() for f in families.split(",") if f.strip()] if families else None)
         out.print(f"automl: task {req.task}, metric {req.validation.metric}, families "
                   f"{', '.join(c.family for c in req.candidates)}", highlight=False)
@@ -166,7 +185,12 @@ def study_progress():
 
 def print_results(result) -> None:
     board = result.leaderboard
-    metric_col = next(c for c in board.columns if c.endswith("_mean"))
+    metric_col = next((c for c in board.columns if c.endswith("_mean")), None)
+    if metric_col is None:  # a budget that ended before any trial: the default model was refit
+        import pandas as pd
+
+        board = pd.DataFrame(columns=["trial", "family", "params", "cv_mean", "cv_std", "fit_seconds", "state"])
+        metric_col = "cv_mean"
     table = Table("trial", "family", "params", metric_col.removesuffix("_mean") + " (CV)", "fit s", "state",
                   title="leaderboard (top 10)")
     for row in board.head(10).itertuples(index=False):
@@ -182,9 +206,13 @@ def print_results(result) -> None:
     test = Table("metric", "test", *([base_key.replace("baseline_", "") + " baseline"] if base_key else []),
                  title=f"held-out test ({m['n_test']} rows)")
     for name, value in m["test"].items():
-        test.add_row(name, f"{value:.4f}", *([f"{base[name]:.4f}" if name in base else "-"] if base_key else []))
+        test.add_row(name, _num(value), *([_num(base.get(name))] if base_key else []))
     out.print(test)
     out.print(f"model: {result.run_dir / 'model.skops'}  ({m['best']['family']}, trial {m['best']['trial']})")
+
+
+def _num(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 def _short(params: str, width: int = 60) -> str:
@@ -192,32 +220,55 @@ def _short(params: str, width: int = 60) -> str:
 
 
 @app.command()
-def predict(source: Path = typer.Argument(..., help="a source file, a directory of them, or a JSONL of functions"),
+def predict(source: Path = typer.Argument(..., help="a source file, a directory of them, a JSONL of functions, "
+                                                    "or - for standard input (JSONL or source)"),
             run: Optional[Path] = typer.Option(None, "--run", help="run directory holding the model"),
             model: Optional[str] = typer.Option(None, "--model", help="a model file (.skops), or a registered "
                                                                       "model: NAME@champion, NAME/VERSION"),
             tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow store for --model NAME"),
-            output: Optional[Path] = typer.Option(None, "--out", help="write JSONL here instead of stdout")) -> None:
+            output: Optional[Path] = typer.Option(None, "--out", help="write JSONL here instead of stdout"),
+            trust: Optional[list[str]] = typer.Option(None, "--trust", help="an exact type name outside the "
+                                                      "allowlist that you vouch for (repeatable; each is logged)"),
+            raw: bool = typer.Option(False, "--raw", help="the model's uncalibrated probability and argmax label "
+                                                          "(default: QA's calibration and threshold, as reported)")
+            ) -> None:
     """Probability and label per function (value / anomaly score / cluster id per table row), as JSONL."""
     from cgtrain.fsutil import atomic_write_text
-    from cgtrain.predict import load_predictor
+    from cgtrain.predict import check_output, load_predictor
 
     if (run is None) == (model is None):
-        err.print("give exactly one of --run DIR or --model FILE")
+        err.print("error: give exactly one of --run DIR or --model FILE", highlight=False)
         raise typer.Exit(EXIT_INVALID_REQUEST)
     with user_errors():
+        if output is not None:  # never over a run's own files, the model or the input
+            check_output(output, run_dir=run, model=Path(model) if model else None, source=source)
+        for name in trust or ():  # the escape hatch is never silent
+            err.print(f"warning: --trust {name}: loading this type on your word, outside cgtrain's allowlist",
+                      markup=False, highlight=False)
         if model is not None and not (Path(model).exists() or model.endswith(".skops")):
             from cgtrain.registry.model_registry import load_registered
 
-            predictor = load_registered(model, tracking_uri=tracking_uri)
+            predictor = load_registered(model, tracking_uri=tracking_uri, trust=trust or ())
         else:
-            predictor = load_predictor(run_dir=run, model_path=Path(model) if model else None)
-        items = predictor.read(source)
-        lines = [json.dumps(r, sort_keys=False) for r in predictor.predict(items)]
-    text = "\n".join(lines) + ("\n" if lines else "")
+            predictor = load_predictor(run_dir=run, model_path=Path(model) if model else None, trust=trust or ())
+        if raw:
+            import dataclasses
+
+            predictor = dataclasses.replace(predictor, raw=True)
+        items = predictor.read(source)  # "-": standard input
+        rows = list(predictor.predict(items))
+        lines = [json.dumps(r, sort_keys=False) for r in rows]
+        text = "\n".join(lines) + ("\n" if lines else "")
+        if output:
+            atomic_write_text(output, text)
+    not_scored = [r for r in rows if "error" in r]
+    for r in not_scored[:20]:  # the lines are in the output too; say why here
+        err.print(f"not scored: {r['id']}: {r['error']}", markup=False, highlight=False, soft_wrap=True)
+    if len(not_scored) > 20:
+        err.print(f"not scored: {len(not_scored) - 20} more (lines with \"error\" in the output)", highlight=False)
     if output:
-        atomic_write_text(output, text)
-        err.print(f"{len(lines)} predictions -> {output}")
+        err.print(f"{len(lines) - len(not_scored)} predictions, {len(not_scored)} not scored -> {output}",
+                  highlight=False)
     else:
         sys.stdout.write(text)
 
@@ -226,14 +277,15 @@ def predict(source: Path = typer.Argument(..., help="a source file, a directory 
 def synth_bugs(output: Path = typer.Option(..., "--out", help="JSONL file to write"),
                seed: int = typer.Option(0, "--seed"),
                max_functions: int = typer.Option(5000, "--max-functions", min=1, help="clean functions to take"),
-               source: Optional[Path] = typer.Option(None, "--source", help="directory of Python source "
-                                                                            "(default: the standard library)")
+               source: Optional[list[Path]] = typer.Option(None, "--source", help="directory of Python source; "
+                                                                                  "repeat for more (default: the "
+                                                                                  "standard library)")
                ) -> None:
     """Make a labelled bug-detection set: real functions and copies with one injected bug."""
     from cgtrain.data.synth_bugs import write_dataset
 
     try:
-        stats = write_dataset(output, seed=seed, max_functions=max_functions, source_dir=source)
+        stats = write_dataset(output, seed=seed, max_functions=max_functions, source_dir=list(source or []))
     except ValueError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False)
         raise typer.Exit(EXIT_FAILED)
@@ -258,6 +310,8 @@ def sklearn_dataset(name: str = typer.Argument(..., help="a dataset bundled with
 
 
 register_qa_commands(app)  # report, explain, compare, repeat (cli_qa.py)
+register_service_commands(app)  # serve, worker, token create (cli_service.py)
+register_pretrain_command(app)  # pretrain (cli_pretrain.py)
 
 
 def main() -> None:  # pragma: no cover

@@ -25,19 +25,14 @@ TRACKING_URI = typer.Option(None, "--tracking-uri", help="MLflow tracking/regist
 
 @contextmanager
 def registry_errors() -> Iterator[None]:
-    """Registry problems a user can act on: one clear message, exit code 1."""
+    """The CLI's one handler (cli_errors.user_errors): registry problems exit 2, a gate refusal exits 1."""
     from mlflow.exceptions import MlflowException
 
-    from cgtrain.registry.artifacts import UnsafeModelError
-    from cgtrain.registry.model_registry import RegistryError
+    from cgtrain.cli_errors import user_errors
     from cgtrain.registry.promotion import PromotionRefused
 
-    try:
+    with user_errors(refusals=(PromotionRefused,), also=(MlflowException,)):
         yield
-    except (RegistryError, PromotionRefused, UnsafeModelError, MlflowException) as exc:
-        err.print(f"[bold red]error:[/] {type(exc).__name__}", highlight=False)
-        err.print(f"  {exc}", markup=False, highlight=False)
-        raise typer.Exit(EXIT_FAILED)
 
 
 @models_app.command("list")

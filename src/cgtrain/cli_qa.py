@@ -23,21 +23,11 @@ EXIT_FAILED, EXIT_USAGE = 1, 2
 
 @contextmanager
 def qa_errors() -> Iterator[None]:
-    from cgtrain.data.loading import DatasetError
-    from cgtrain.registry.artifacts import UnsafeModelError
-    from cgtrain.registry.model_registry import RegistryError
-    from cgtrain.registry.promotion import NotComparable
-    from cgtrain.request import RequestError
+    """The CLI's one handler (cli_errors.user_errors); missing files and bad values here are user errors too."""
+    from cgtrain.cli_errors import user_errors
 
-    try:
+    with user_errors(also=(FileNotFoundError, ValueError)):
         yield
-    except RequestError as exc:
-        err.print(f"[bold red]invalid request[/] ({exc.source}): " + "; ".join(exc.problems), highlight=False)
-        raise typer.Exit(EXIT_USAGE)
-    except (DatasetError, UnsafeModelError, RegistryError, NotComparable, FileNotFoundError, ValueError) as exc:
-        err.print(f"[bold red]error:[/] {type(exc).__name__}", highlight=False)
-        err.print(f"  {exc}", markup=False, highlight=False)
-        raise typer.Exit(EXIT_FAILED)
 
 
 def _run_dir(path: Path) -> Path:
@@ -81,23 +71,6 @@ def _champion(run_dir: Path, tracking_uri: str | None) -> None:
         champion_section(run_dir, tracking_uri)
     except Exception as exc:  # noqa: BLE001 - an unreachable store leaves the report without this section
         err.print(f"note: no champion comparison ({type(exc).__name__}: {exc})", highlight=False)
-
-
-def after_tracking(run_dir: Path, tracking_uri: str | None, say) -> None:
-    """After `cgtrain train` registered the model: significance against the champion, report rebuilt."""
-    from cgtrain.report import build_report
-
-    if not (run_dir / "qa.json").is_file() or not (run_dir / "tracking.json").is_file():
-        return
-    try:
-        from cgtrain.evaluate.qa import champion_section
-
-        record = champion_section(run_dir, tracking_uri)
-        build_report(run_dir)
-        if record and record.get("status") == "compared":
-            say(f"vs champion {record['model']}/{record['champion_version']}: {record['summary']}")
-    except Exception as exc:  # noqa: BLE001 - the run and its report stay as they are
-        say(f"note: no champion comparison in the report ({type(exc).__name__}: {exc})")
 
 
 # --- explain -------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -31,7 +32,39 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    """Strict JSON (RFC 8259): a NaN or infinity becomes null, with `<key>_not_finite` saying which."""
+    text = json.dumps(strict_json(obj), indent=2, sort_keys=True, default=str, allow_nan=False)
+    return atomic_write_text(path, text + "\n")
+
+
+def strict_json(obj: Any) -> Any:
+    """`obj` with every non-finite float replaced by None; in a dict, `<key>_not_finite` records
+    "nan", "inf" or "-inf" beside it, so a reader learns why the value is missing."""
+    if isinstance(obj, dict):
+        out: dict[Any, Any] = {}
+        for key, value in obj.items():
+            out[key] = strict_json(value)
+            if _not_finite(value):
+                out[f"{key}_not_finite"] = _spelling(value)
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    if _not_finite(obj):
+        return None
+    if hasattr(obj, "item") and getattr(obj, "ndim", None) == 0:  # a numpy scalar
+        return strict_json(obj.item())
+    return obj
+
+
+def _not_finite(value: Any) -> bool:
+    return isinstance(value, float) and not math.isfinite(value) or \
+        (hasattr(value, "dtype") and getattr(value, "ndim", None) == 0 and value.dtype.kind == "f"
+         and not math.isfinite(float(value)))
+
+
+def _spelling(value: Any) -> str:
+    v = float(value)
+    return "nan" if v != v else ("inf" if v > 0 else "-inf")
 
 
 def _umask() -> int:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from cgtrain.data.formats import FORMATS, detect_format
-from cgtrain.data.table import categorical_value, numeric_value
+from cgtrain.data.table import categorical_value, numeric_value, text_value
 from cgtrain.features.tabular import CODE, TabularFeaturizer
 
 CLASSIFICATION = ("binary", "multiclass")
@@ -89,13 +89,18 @@ def _table_frame(feat: TabularFeaturizer, items: list[dict]) -> tuple[pd.DataFra
         for name in feat.categorical:
             values[name], problem = categorical_value(name, item.get(name))
             error = error or (problem[1] if problem else None)
+        for name in (*getattr(feat, "datetime", ()), *getattr(feat, "text", ())):  # older models lack them
+            values[name], problem = text_value(name, item.get(name))
+            error = error or (problem[1] if problem else None)
         if feat.code is not None:
             code = item.get(CODE)
             values[CODE] = code if isinstance(code, str) else ""
             error = error or (None if isinstance(code, str) else "no code")
         rows.append(values)
         errors.append(error)
-    return pd.DataFrame(rows, columns=[*feat.numeric, *feat.categorical, *([CODE] if feat.code else [])]), errors
+    columns = [*feat.numeric, *feat.categorical, *getattr(feat, "datetime", ()), *getattr(feat, "text", ()),
+               *([CODE] if feat.code else [])]
+    return pd.DataFrame(rows, columns=columns), errors
 
 
 def _inputs(predictor, items: list[dict]) -> tuple[Any, list[str | None]]:
@@ -117,7 +122,7 @@ def _outputs(predictor, X, task: str) -> list[dict]:
         return [{"score": round(float(s), 6), "anomaly": int(s > detector.threshold_)} for s in scores]
     if task == "clustering":
         return [{"cluster": int(c)} for c in model.predict(X)]
-    return predictor.class_rows(np.asarray(model.predict_proba(X), dtype=float))
+    return predictor.class_rows(predictor.served(model.predict_proba(X)))
 
 
 def _subset(X, keep: np.ndarray):

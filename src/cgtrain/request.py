@@ -6,12 +6,14 @@ turned into one line per problem naming the field, the value and the fix.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from cgtrain.errors import CgtrainError
 from cgtrain.plugins import did_you_mean
 
 SAMPLERS = ("grid", "random", "tpe", "gp", "cmaes", "qmc", "nsga2")
@@ -114,7 +116,9 @@ class DatasetConfig(Strict):
     code_column: str | None = "code"  # None: tabular rows only (numeric/categorical columns)
     label_column: str | None = "label"  # None: unlabelled (task anomaly / clustering only)
     numeric_columns: list[str] = Field(default_factory=list)  # median-imputed, scaled; bad values quarantined
-    categorical_columns: list[str] = Field(default_factory=list)  # most-frequent-imputed, one-hot
+    categorical_columns: list[str] = Field(default_factory=list)  # one-hot; many levels: target + count encoded
+    datetime_columns: list[str] = Field(default_factory=list)  # -> year, month, day, weekday, hour numbers
+    text_columns: list[str] = Field(default_factory=list)  # free text -> TF-IDF word n-grams
     id_column: str | None = "id"  # None: ids are line numbers
     group_column: str | None = "group"  # None: every row is its own group
     segment_columns: list[str] = Field(default_factory=list)
@@ -130,13 +134,13 @@ class DatasetConfig(Strict):
 
     @model_validator(mode="after")
     def _columns(self):
-        if self.code_column is None and not (self.numeric_columns or self.categorical_columns):
+        tabular = [*self.numeric_columns, *self.categorical_columns, *self.datetime_columns, *self.text_columns]
+        if self.code_column is None and not tabular:
             raise ValueError("code_column is null and no numeric_columns or categorical_columns are listed; "
                              "name the code column, or list the table's feature columns")
-        tabular = [*self.numeric_columns, *self.categorical_columns]
         dupes = sorted({c for c in tabular if tabular.count(c) > 1})
         if dupes:
-            raise ValueError(f"column {dupes[0]!r} is listed twice in numeric_columns/categorical_columns; "
+            raise ValueError(f"column {dupes[0]!r} is listed twice in numeric/categorical/datetime/text_columns; "
                              f"list it once")
         for key in ("code_column", "label_column", "id_column", "group_column"):
             if getattr(self, key) is not None and getattr(self, key) in tabular:
@@ -145,12 +149,31 @@ class DatasetConfig(Strict):
         return self
 
 
+FEATURE_SEARCH_KEYS = ("kind", "ngram_max", "max_features", "min_df", "metrics", "split_names", "string_words",
+                       "sublinear_tf")
+
+
 class FeaturesConfig(Strict):
     kind: Literal["tfidf", "hashing"] = "tfidf"
     ngram_max: int = Field(default=2, ge=1, le=4)
     max_features: int | None = Field(default=50_000, gt=0)
     min_df: int = Field(default=2, ge=1)
     metrics: bool = True
+    split_names: bool = True  # the tokenizer's sub-token split (dataBuffer -> data buffer); false: names whole
+    string_words: bool = False  # also the words inside string literals (after their <str> token)
+    sublinear_tf: bool = True
+    # Featurisation searched with the model (fitted per fold, cached across trials that share it);
+    # keys from FEATURE_SEARCH_KEYS, e.g. {ngram_max: {type: int, low: 1, high: 4}}
+    space: dict[str, ParamSpec] | None = None
+
+    @field_validator("space")
+    @classmethod
+    def _space_keys(cls, space):
+        for key in space or {}:
+            if key not in FEATURE_SEARCH_KEYS:
+                raise ValueError(f"features.space: unknown key '{key}'{did_you_mean(key, list(FEATURE_SEARCH_KEYS))}"
+                                 f"; searchable: {', '.join(FEATURE_SEARCH_KEYS)}")
+        return space
 
 
 class HpoConfig(Strict):
@@ -166,6 +189,27 @@ class HpoConfig(Strict):
     ensemble: Literal["none", "voting", "stacking", "auto"] = "none"  # of the top trials, kept only if CV is better
     ensemble_size: int = Field(default=5, ge=2, le=20)  # top-k trials an ensemble may draw on
     warm_start: bool = False  # first try the best params of earlier runs of this request name (sibling run dirs)
+    # Parallel trials on one shared study (tune/parallel.py): N local worker processes; the storage by URI:
+    # journal:PATH (Optuna JournalStorage; default: run_dir/study.journal) or postgresql://... (across machines)
+    workers: int = Field(default=1, ge=1, le=256)
+    storage: str | None = None
+    study_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+$")  # default: cgtrain
+    executor: Literal["local", "ray"] = "local"  # ray: trials as Ray tasks (ray_address; a local cluster if null)
+    ray_address: str | None = None
+
+    @model_validator(mode="after")
+    def _shared_storage(self):
+        uri = self.storage
+        if uri is not None and uri.startswith("sqlite"):
+            if self.workers > 1 or self.executor != "local":
+                raise ValueError(f"storage {uri!r}: SQLite cannot be shared by several worker processes; use "
+                                 f"journal:PATH (one machine) or postgresql://user@host/db (several)")
+        elif uri is not None and not uri.startswith(("journal:", "postgresql://", "postgres://",
+                                                     "postgresql+psycopg://")):
+            raise ValueError(f"storage {uri!r} is not a study URI; use journal:PATH or postgresql://user@host/db")
+        if self.ray_address is not None and self.executor != "ray":
+            raise ValueError("ray_address needs executor: ray")
+        return self
 
     @model_validator(mode="after")
     def _objectives(self):
@@ -188,6 +232,9 @@ class ValidationConfig(Strict):
     folds: int = Field(default=5, ge=2, le=20)
     test_fraction: float = Field(default=0.2, gt=0, lt=0.9)
     metric: Literal[METRICS] = "f1"  # type: ignore[valid-type]
+    # train: the saved model is the one tested; all: after the test, refit once more on training + test rows
+    # (the test metrics stay those of the training-rows model; more families seen generalise better)
+    final_fit: Literal["train", "all"] = "train"
 
 
 class QaConfig(Strict):
@@ -215,6 +262,20 @@ class QaConfig(Strict):
         return self
 
 
+class DistributedConfig(Strict):
+    """Data-parallel training (torch DDP) of neural families: nproc processes on this machine."""
+
+    nproc: int = Field(default=2, ge=1, le=64)
+    backend: Literal["gloo", "nccl"] = "gloo"  # nccl: one CUDA device per process
+
+
+class TrainSection(Strict):
+    """Where and how neural families train (train/distributed.py); leave out for the defaults."""
+
+    device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$")  # auto: CUDA when present
+    distributed: DistributedConfig | None = None
+
+
 def _default_candidates() -> list[Candidate]:
     return [Candidate(family=name) for name in ("logreg", "linear_svm", "lightgbm")]
 
@@ -230,6 +291,7 @@ class TrainingRequest(Strict):
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     imbalance: Literal["none", "class_weight", "smote"] = "none"
     qa: QaConfig = Field(default_factory=QaConfig)
+    train: TrainSection | None = None  # device and DDP of neural families; None: as before (auto, one process)
 
     @model_validator(mode="before")
     @classmethod
@@ -284,7 +346,7 @@ class TrainingRequest(Strict):
 
 
 # --- loading, overrides, error messages ---------------------------------------------
-class RequestError(Exception):
+class RequestError(CgtrainError):
     """An invalid request: `problems` holds one human line per problem."""
 
     def __init__(self, problems: list[str], source: str = "request"):
@@ -292,15 +354,130 @@ class RequestError(Exception):
         super().__init__(f"{source}: " + "; ".join(problems))
 
 
+class _Yaml12Loader(yaml.SafeLoader):
+    """Only true/false are booleans (YAML 1.2): `classes: [no, yes]` stays two strings, not [False, True]."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [r for r in resolvers if r[0] != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Yaml12Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                    list("tTfF"))
+
+
+MAX_REQUEST_BYTES = 1 << 20  # a request is a page of YAML; anything near this is not one
+MAX_DEPTH = 64  # nesting levels
+MAX_ALIASES = 1000  # YAML *alias uses
+MAX_NODES = 200_000  # values after expanding aliases (a "billion laughs" expands to 10^9)
+
+
+_TOO_DEEP = object()
+
+
+class YamlLimitError(yaml.YAMLError):
+    """The YAML is too deep or expands to too much: refused before anything is built."""
+
+
+class _LimitedLoader(_Yaml12Loader):
+    """Counts nesting and aliases while composing, and the expanded size before constructing."""
+
+    def __init__(self, stream: Any):
+        super().__init__(stream)
+        self._depth, self._aliases = 0, 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_ALIASES:
+                raise YamlLimitError(f"more than {MAX_ALIASES} aliases (*name); write the values out")
+            return super().compose_node(parent, index)
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise YamlLimitError(f"nested deeper than {MAX_DEPTH} levels; a request needs a few")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def get_single_data(self) -> Any:
+        node = self.get_single_node()
+        if node is None:
+            return None
+        _check_expanded(node)
+        return self.construct_document(node)
+
+
+def _check_expanded(root: yaml.Node) -> None:
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:  # depth is bounded by MAX_DEPTH, so recursion is safe
+        if id(node) not in sizes:
+            children = node.value if isinstance(node, yaml.SequenceNode) else \
+                [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else []
+            sizes[id(node)] = 1 + sum(size(c) for c in children)
+        return sizes[id(node)]
+
+    if size(root) > MAX_NODES:
+        raise YamlLimitError(f"expands to {size(root)} values through aliases (limit {MAX_NODES}); "
+                             f"write the values out")
+
+
+def load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_LimitedLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def _json_depth(data: Any) -> int:
+    depth, todo = 0, [(data, 1)]
+    while todo:
+        node, d = todo.pop()
+        depth = max(depth, d)
+        if depth > MAX_DEPTH:
+            return depth
+        todo += [(v, d + 1) for v in (node.values() if isinstance(node, dict) else node
+                                      if isinstance(node, list) else ())]
+    return depth
+
+
+def _flat(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    mark = getattr(exc, "problem_mark", None)
+    if getattr(exc, "problem", None) and mark is not None:
+        text = f"{exc.problem} at line {mark.line + 1}, column {mark.column + 1}"
+    if "python/" in text and "constructor" in text:
+        return f"{text}; tags such as !!python/... are not allowed: remove the tag"
+    return text
+
+
+def _request_text(path: Path) -> str:
+    size = path.stat().st_size
+    if size > MAX_REQUEST_BYTES:
+        raise RequestError([f"the file is {size} bytes, over the {MAX_REQUEST_BYTES}-byte limit for a request; "
+                            f"is this the request file?"], str(path))
+    data = path.read_bytes()
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in data:
+        what = "UTF-16 text" if data.startswith((b"\xff\xfe", b"\xfe\xff")) or data[1:2] == b"\x00" else "binary"
+        raise RequestError([f"the file is {what}, not UTF-8; save the request as UTF-8 text"], str(path))
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise RequestError([f"the file is not UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}; Latin-1 "
+                            f"or another legacy encoding?); save the request as UTF-8 text"], str(path)) from None
+
+
 def read_request_file(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise RequestError([f"file not found: {path}"], str(path))
-    text = path.read_text(encoding="utf-8")
+    text = _request_text(path)
+    kind = "JSON" if path.suffix == ".json" else "YAML"
     try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if path.suffix == ".json" else load_yaml(text)
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise RequestError([f"not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}"], str(path))
+        raise RequestError([f"not valid {kind}: {_flat(exc)}"], str(path)) from None
+    except RecursionError:  # json's own limit, far below a stack overflow
+        data = _TOO_DEEP
+    if data is _TOO_DEEP or _json_depth(data) > MAX_DEPTH:
+        raise RequestError([f"not a usable {kind} request: nested deeper than {MAX_DEPTH} levels"], str(path))
     if not isinstance(data, dict):
         raise RequestError([f"the top level must be a mapping of fields, got {type(data).__name__}"], str(path))
     return data
@@ -313,7 +490,11 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise RequestError([f"override {item!r} is not of the form key=value, e.g. hpo.n_trials=20"])
-        value = yaml.safe_load(raw) if raw != "" else None
+        try:
+            value = load_yaml(raw) if raw != "" else None
+        except yaml.YAMLError as exc:
+            raise RequestError([f"override {item!r}: the value is not valid YAML ({_flat(exc)}); quote it, "
+                                f"e.g. {key}='...' inside the shell's quotes"]) from None
         _set_dotted(data, key.strip().split("."), value, item)
     return data
 

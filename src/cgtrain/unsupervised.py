@@ -131,8 +131,9 @@ def unsearched(request: TrainingRequest, say) -> tuple[dict[str, Any], pd.DataFr
 
 def train_unsupervised(request: TrainingRequest, run_dir: str | Path, resume: bool = False,
                        say: Callable[[str], None] = print,
-                       progress: Callable[[int, int, float | None], None] | None = None) -> RunResult:
-    run_dir, started, p = open_run(request, run_dir, resume, say)
+                       progress: Callable[[int, int, float | None], None] | None = None,
+                       force: bool = False) -> RunResult:
+    run_dir, started, p = open_run(request, run_dir, resume, say, force)
     if can_search(request, p):
         study = run_study(request, run_dir, p, say, progress)
         board = studies.leaderboard(study, request.validation.metric)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from cgtrain.data.synth_bugs import (
-    BUG_KINDS, SynthStats, applicable_kinds, generate_rows, mutate, normalise, write_dataset,
+    BUG_KINDS, SynthStats, applicable_kinds, bug_location, generate_rows, mutate, normalise, write_dataset,
 )
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
@@ -106,6 +106,55 @@ def test_mutate_rejects_unknown_kind_and_reports_applicable_kinds():
         "wrong_binary_operator", "variable_misuse"]
 
 
+def test_wrong_attribute_keeps_the_role_called_or_not():
+    outs = {_body(m) for m in _mutants("def f(a, b):\n    return a.x + b.y + a.run()", "wrong_attribute")}
+    assert outs == {"return a.y + b.y + a.run()", "return a.x + b.x + a.run()"}
+    assert mutate("def f(a):\n    return a.x + a.run()", "wrong_attribute", random.Random(0)) is None
+
+
+def test_missing_not_drops_one_negation():
+    outs = {_body(m) for m in _mutants("def f(a, b):\n    return not a or not (a and b)", "missing_not")}
+    assert outs == {"return a or not (a and b)", "return not a or (a and b)"}
+
+
+def test_wrong_default_changes_a_constant_default():
+    outs = {m.split("\n")[0] for m in _mutants("def f(a, n=1, x=None, *, s=True):\n    return a", "wrong_default")}
+    assert outs == {"def f(a, n=2, x=None, *, s=True):", "def f(a, n=0, x=None, *, s=True):",
+                    "def f(a, n=1, x=0, *, s=True):", "def f(a, n=1, x=False, *, s=True):",
+                    "def f(a, n=1, x=None, *, s=False):"}
+
+
+def test_slice_off_by_one_moves_a_bound():
+    outs = {_body(m) for m in _mutants("def f(a, i):\n    return a[i:-1]", "slice_off_by_one")}
+    assert outs == {"return a[i + 1:-1]", "return a[i - 1:-1]", "return a[i:-2]"}
+    assert mutate("def f(a, i):\n    return a[i]", "slice_off_by_one", random.Random(0)) is None
+
+
+def test_wrong_return_returns_another_local():
+    outs = {_body(m) for m in _mutants("def f(a):\n    b = a * 2\n    return b", "wrong_return")}
+    assert outs == {"b = a * 2\n    return a"}
+
+
+def test_is_eq_swap_never_puts_is_before_a_literal():
+    assert _body(mutate("def f(a, b):\n    return a is None", "is_eq_swap", random.Random(0))) == "return a == None"
+    assert _body(mutate("def f(a, b):\n    return a != b", "is_eq_swap", random.Random(0))) == "return a is not b"
+    assert mutate("def f(a):\n    return a == 'x'", "is_eq_swap", random.Random(0)) is None
+
+
+def test_bug_location_marks_whole_tokens_on_the_changed_line():
+    def where(clean_body: str, bug_body: str) -> tuple[int, str]:
+        clean, bug = f"def f(a, b):\n    {clean_body}", f"def f(a, b):\n    {bug_body}"
+        line, start, end = bug_location(clean, bug)
+        return line, bug[start:end]
+
+    assert where("return a < b", "return a <= b") == (2, "<=")
+    assert where("return a <= b", "return a < b") == (2, "<")
+    assert where("return total", "return tot") == (2, "tot")
+    assert where("return g(a, b)", "return g(b, a)") == (2, "b, a")
+    assert where("return not a", "return a") == (2, "a")
+    assert where("return a[1:]", "return a[12:]") == (2, "12")
+
+
 def test_every_kind_changes_exactly_one_line():
     src = textwrap.dedent("""\
         def f(items, limit, flag=True):
@@ -113,6 +162,8 @@ def test_every_kind_changes_exactly_one_line():
             for i in range(len(items)):
                 if items[i] > limit and flag:
                     total = total + pow(items[i], 2)
+            if not items.ready or items.size is None:
+                return items[1:limit]
             return total
         """)
     clean = normalise(src)
@@ -123,6 +174,8 @@ def test_every_kind_changes_exactly_one_line():
             a, b = clean.split("\n"), mutant.split("\n")
             assert len(a) == len(b) and sum(x != y for x, y in zip(a, b)) == 1, (kind, mutant)
             compile(mutant, "<sample>", "exec")
+            line, start, end = bug_location(clean, mutant)
+            assert a[line - 1] != b[line - 1] and 0 <= start < end and "\n" not in mutant[start:end], (kind, mutant)
 
 
 def test_normalise_drops_docstrings_comments_and_formatting():
@@ -224,6 +277,20 @@ def test_identical_functions_are_written_once(tmp_path: Path):
     assert len({r["code"] for r in rows}) == len(rows)
 
 
+def test_several_source_directories(tiny_src: Path, tmp_path: Path):
+    other = tmp_path / "other_src"
+    _write(other, "other.py", """\
+        def helper(a, b):
+            x = a
+            y = b
+            return [x, y]
+        """)
+    rows = list(generate_rows(seed=0, source_dir=[tiny_src, other]))
+    ids = [r["id"] for r in rows]
+    assert len(ids) == len(set(ids)) and len(rows) == 12  # five functions from one, one from the other
+    assert sum(r["source"] == "other.py" for r in rows) == 4  # other.py in both roots: distinct ids
+
+
 def test_max_functions_caps_clean_functions(tiny_src: Path):
     rows = list(generate_rows(seed=0, max_functions=2, source_dir=tiny_src))
     assert Counter(r["label"] for r in rows) == {0: 2, 1: 2}
@@ -262,7 +329,11 @@ def test_stdlib_sample_is_balanced_valid_and_covers_every_kind(stdlib_rows):
     assert len({r["code"] for r in rows}) == len(rows)
     assert len({r["id"] for r in rows}) == len(rows)
     for r in rows:
-        assert set(r) == {"id", "code", "label", "bug_kind", "group", "source"}
+        # issue 13 added `pair` (clean and mutant share it) and the bug's location (null on clean rows)
+        assert set(r) == {"id", "code", "label", "bug_kind", "group", "source", "pair", "bug_line", "bug_start",
+                          "bug_end"}
+        assert r["id"].startswith(r["pair"] + ":")
+        assert (r["bug_line"] is None) == (r["label"] == 0)
         tree = compile(r["code"], "<sample>", "exec", ast.PyCF_ONLY_AST)
         compile(tree, "<sample>", "exec")
         assert normalise(r["code"]) == r["code"]  # one normaliser for both labels
@@ -282,6 +353,10 @@ def test_stdlib_mutant_pairs_share_group_and_differ_by_one_line(stdlib_rows):
         assert clean["group"] == mutant["group"] and clean["source"] == mutant["source"]
         a, b = clean["code"].split("\n"), mutant["code"].split("\n")
         assert len(a) == len(b) and sum(x != y for x, y in zip(a, b)) == 1
+        assert clean["pair"] == mutant["pair"]
+        line, start, end = mutant["bug_line"], mutant["bug_start"], mutant["bug_end"]
+        assert a[line - 1] != b[line - 1] and 0 <= start < end <= len(mutant["code"])
+        assert mutant["code"].count("\n", 0, start) == line - 1 and "\n" not in mutant["code"][start:end]
 
 
 def test_deterministic_per_seed(tmp_path: Path):

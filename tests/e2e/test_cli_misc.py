@@ -33,6 +33,9 @@ def test_synth_bugs_command_writes_a_labelled_corpus(tmp_path):
 
 def test_validate_prints_the_request_as_it_would_run(tmp_path):
     req = tmp_path / "r.yaml"
-    req.write_text("dataset: {path: d.jsonl}\n")
+    req.write_text(f"dataset: {{path: {tmp_path / 'd.jsonl'}}}\n")
+    missing = cgtrain("validate", req)  # a missing dataset is reported, as train would
+    assert missing.returncode == 2 and "dataset file not found" in missing.stderr
+    (tmp_path / "d.jsonl").write_text('{"code": "x", "label": 0}\n')
     proc = cgtrain("validate", req, "hpo.n_trials=3", check=True)
     assert "valid" in proc.stdout and "n_trials: 3" in proc.stdout

@@ -59,13 +59,13 @@ def test_a_malicious_model_file_is_refused_and_never_runs(tmp_path, bugs_jsonl):
     evil = tmp_path / "evil.skops"
     evil.write_bytes(payload)
     proc = cgtrain("predict", "--model", evil, bugs_jsonl)
-    assert proc.returncode == 1 and "refusing to load" in proc.stderr
+    assert proc.returncode == 2 and "refusing to load" in proc.stderr
     # Swapped into a real run directory it fails the recorded checksum first.
     req = write_request(tmp_path, bugs_jsonl, hpo={"n_trials": 1}, candidates=[{"family": "logreg"}])
     cgtrain("train", req, "--run-dir", tmp_path / "run", check=True)
     (tmp_path / "run/model.skops").write_bytes(payload)
     proc = cgtrain("predict", "--run", tmp_path / "run", bugs_jsonl)
-    assert proc.returncode == 1 and "checksum" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "checksum" in proc.stderr and "Traceback" not in proc.stderr
     assert not marker.exists()
 
 
@@ -115,7 +115,7 @@ def test_corrupted_rows_are_quarantined_or_stop_the_run(tmp_path, bugs_jsonl):
     assert {q["reason"] for q in quarantined} == {"unparseable", "missing_label", "non_utf8", "empty_code"}
     req = write_request(tmp_path, data, dataset={"max_bad_fraction": 0.005}, hpo={"n_trials": 1})
     proc = cgtrain("train", req, "--run-dir", tmp_path / "stopped")
-    assert proc.returncode == 1 and str(n_bad) in proc.stderr and "quarantine.jsonl" in proc.stderr
+    assert proc.returncode == 2 and str(n_bad) in proc.stderr and "quarantine.jsonl" in proc.stderr
     assert not (tmp_path / "stopped/model.skops").exists()
 
 
@@ -132,7 +132,7 @@ def test_kill_9_then_resume_keeps_finished_trials(tmp_path, bugs_jsonl):
     proc.wait()
     kept = {t.number: t.params for t in _trials(run / "study.db") if t.state.name == "COMPLETE"}
     assert len(kept) >= len(before) >= 3 and len(kept) < n_trials
-    assert cgtrain("train", req, "--run-dir", run).returncode == 1  # no silent overwrite without --resume
+    assert cgtrain("train", req, "--run-dir", run).returncode == 2  # no silent overwrite without --resume
     proc2 = cgtrain("train", req, "--run-dir", run, "--resume", check=True)
     assert "resume:" in proc2.stdout
     trials = _trials(run / "study.db")

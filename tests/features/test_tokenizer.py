@@ -138,6 +138,6 @@ def test_token_docs_and_transformer():
     assert docs[3] == "int x = 1 ;"
     tok = CodeTokenizer(language="c")
     assert tok.fit(codes).transform(codes[:1]) == [token_doc(C_SNIPPET, "c")]
-    assert clone(tok).get_params() == {"language": "c"}
+    assert clone(tok).get_params() == {"language": "c", "split_names": True, "string_words": False}
     with pytest.raises(TypeError):
         token_docs("a single string")

@@ -53,7 +53,7 @@ def test_compare_on_a_data_file_with_5x2cv(qa_run, qa_run_b, cwe_jsonl, tmp_path
     t = d[0, 0] / np.sqrt(s2.mean())
     assert f["t"] == pytest.approx(t) and f["p"] == pytest.approx(2 * stats.t.sf(abs(t), 5))
     bad = invoke("compare", qa_run, "no-such-model@champion", "--tracking-uri", f"sqlite:///{tmp_path}/m.db")
-    assert bad.exit_code == 1 and "no MLflow store" in bad.output
+    assert bad.exit_code == 2 and "no MLflow store" in bad.output
 
 
 def test_explain_prints_the_code_with_attributions(qa_run):
@@ -65,7 +65,7 @@ def test_explain_prints_the_code_with_attributions(qa_run):
     again = invoke("explain", "--run", qa_run, "--example", stored["id"])
     assert again.exit_code == 0 and "shap-linear" in again.output and f"{stored['p_flawed']:.4f}" in again.output
     missing = invoke("explain", "--run", qa_run, "--example", "nope")
-    assert missing.exit_code == 1 and "no row with id 'nope'" in missing.output
+    assert missing.exit_code == 2 and "no row with id 'nope'" in missing.output
 
 
 def test_repeat_over_seeds_reports_mean_and_ci(cwe_jsonl, tmp_path):

@@ -119,4 +119,4 @@ def test_report_command_rebuilds_without_training(qa_run, tmp_path):
     assert result.exit_code == 0, result.output
     assert (copy / "report.html").is_file() and (copy / "study.db").stat().st_mtime == before
     bad = CliRunner().invoke(app, ["report", str(tmp_path)])
-    assert bad.exit_code == 1 and "no model.json" in bad.output
+    assert bad.exit_code == 2 and "no model.json" in bad.output

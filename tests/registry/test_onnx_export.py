@@ -46,7 +46,8 @@ def check_latency(record: dict) -> None:
         assert 0 < record[size]["p50"] <= record[size]["p95"]
 
 
-@pytest.mark.parametrize("family,params", [("logreg", {}), ("linear_svm", {}), ("random_forest", {"n_estimators": 20})])
+@pytest.mark.parametrize("family,params", [("logreg", {}), ("linear_svm", {}), ("random_forest", {"n_estimators": 20}),
+                                           ("lightgbm", {"n_estimators": 20, "n_jobs": 1})])
 def test_sklearn_families_export_onnx_that_matches_the_skops_model(tmp_path, data, family, params):
     codes, y = data
     pipe = fitted(FAMILIES.get(family).make(params, seed=0), codes, y)
@@ -71,12 +72,13 @@ def test_sklearn_families_export_onnx_that_matches_the_skops_model(tmp_path, dat
     np.testing.assert_allclose(got, pipe.predict_proba(codes[20:30]), atol=PARITY_TOLERANCE)
 
 
-def test_lightgbm_is_recorded_as_unsupported_not_failed(tmp_path, data):
+def test_a_model_without_probabilities_is_recorded_as_unsupported_not_failed(tmp_path, data):
     codes, y = data
-    pipe = fitted(FAMILIES.get("lightgbm").make({"n_estimators": 10, "n_jobs": 1}, seed=0), codes, y)
+    pipe = fitted(FAMILIES.get("lightgbm").make({"n_estimators": 10, "n_jobs": 1}, seed=0, task="regression"),
+                  codes, y.astype(float))
     record = export_artifacts(pipe, codes[:8], tmp_path, None, repeats=FAST)
     assert record["formats"]["onnx"]["status"] == "unsupported"
-    assert "LGBMClassifier" in record["formats"]["onnx"]["reason"]
+    assert "LGBMRegressor" in record["formats"]["onnx"]["reason"]
     assert not (tmp_path / "model.onnx").exists()
 
 

@@ -171,7 +171,7 @@ def test_promotion_through_the_cli_follows_the_gate(runs, tmp_path, mlflow_store
     assert client.get_model_version("tiny", "3").tags["cgtrain.gate.decision"] == "refuse"
 
     no_reason = models("promote", "tiny", 3, "--force", "--tracking-uri", uri)
-    assert no_reason.exit_code == 1 and "--reason" in no_reason.output
+    assert no_reason.exit_code == 2 and "--reason" in no_reason.output
     forced = models("promote", "tiny", 3, "--force", "--reason", "rollback drill", "--tracking-uri", uri)
     assert forced.exit_code == 0, forced.output
     v3 = client.get_model_version("tiny", "3")
@@ -187,9 +187,9 @@ def test_promotion_through_the_cli_follows_the_gate(runs, tmp_path, mlflow_store
     shown = models("show", "tiny", "--tracking-uri", uri)
     assert shown.exit_code == 0 and "forced" in shown.output and "superseded by 3" in shown.output
     unknown = models("show", "tiyn", "--tracking-uri", uri)
-    assert unknown.exit_code == 1 and "did you mean 'tiny'" in unknown.output
+    assert unknown.exit_code == 2 and "did you mean 'tiny'" in unknown.output
     nowhere = models("list", "--tracking-uri", f"sqlite:///{tmp_path / 'none' / 'mlflow.db'}")
-    assert nowhere.exit_code == 1 and "no MLflow store" in nowhere.output
+    assert nowhere.exit_code == 2 and "no MLflow store" in nowhere.output
     assert not (tmp_path / "none").exists()  # looking does not create a store
 
 

@@ -24,12 +24,12 @@ def test_imputation_and_scaling_are_learned_from_the_training_rows_only():
     feat = TabularFeaturizer(("age",), ("city",))
     X = feat.fit_transform(train)
     assert sp.isspmatrix_csr(X) and X.dtype == np.float32
-    assert list(feat.get_feature_names_out()) == ["num:age", "cat:city_a", "cat:city_b"]
-    # median of the training rows (30) fills the gap; the most frequent city (a) fills the missing one
+    assert list(feat.get_feature_names_out()) == ["num:age", "cat:city_(missing)", "cat:city_a", "cat:city_b"]
+    # median of the training rows (30) fills the gap; a missing city is a level of its own
     dense = X.toarray()
-    assert dense[1, 0] == pytest.approx(dense[2, 0]) and dense[2, 1:].tolist() == [1.0, 0.0]
+    assert dense[1, 0] == pytest.approx(dense[2, 0]) and dense[2, 1:].tolist() == [1.0, 0.0, 0.0]
     test = feat.transform(frame([1000.0, np.nan], ["zzz", "b"])).toarray()  # unseen category: all zeros
-    assert test[0, 1:].tolist() == [0.0, 0.0] and test[1, 1:].tolist() == [0.0, 1.0]
+    assert test[0, 1:].tolist() == [0.0, 0.0, 0.0] and test[1, 1:].tolist() == [0.0, 0.0, 1.0]
     assert test[1, 0] == pytest.approx(dense[2, 0])  # imputed with the training median, not the test's
 
 

@@ -78,7 +78,9 @@ def test_sigkill_mid_study_then_resume_keeps_finished_and_retries_stale(tmp_path
     for number, params in killed.items():  # marked stale, retried once with the same params
         assert by_number[number].state.name == "FAIL" and by_number[number].user_attrs["stale"] is True
         retries = [t for t in after if t.user_attrs.get("retry_of") == number]
-        assert len(retries) == 1 and retries[0].params == params and retries[0].state.name == "COMPLETE"
+        # the same params (a kill between two suggestions leaves the later ones to be sampled by the retry)
+        assert len(retries) == 1 and retries[0].state.name == "COMPLETE"
+        assert {k: retries[0].params[k] for k in params} == params
     assert sum(1 for t in after if t.state.name == "COMPLETE") == N_TRIALS
     assert not any(t.state.name == "RUNNING" for t in after)
     assert (run / "metrics.json").is_file() and (run / "model.skops").is_file()

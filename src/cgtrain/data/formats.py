@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from cgtrain.errors import CgtrainError
 from cgtrain.plugins import Registry, did_you_mean
 from cgtrain.request import DatasetConfig
 
@@ -23,7 +24,7 @@ CSV_SUFFIXES = (".csv", ".csv.gz")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
-class DatasetError(Exception):
+class DatasetError(CgtrainError):
     """The dataset as a whole cannot be used; the message names the thing and the fix."""
 
 
@@ -274,12 +275,22 @@ def file_fingerprint(path: Path) -> str:
     return f"sha256:{digest.hexdigest()}"
 
 
-def _hash_tree(digest: Any, root: Path) -> None:
-    for file in sorted((p for p in root.rglob("*") if p.is_file()), key=lambda p: p.relative_to(root).as_posix()):
+def _hash_tree(digest: Any, root: Path, max_bytes: int | None = None) -> None:
+    """Paths and bytes of the files the `dir` reader could read. A link out of the tree, a FIFO or
+    device, or a file over `max_bytes` (refused by the reader as too long) is never opened: only its
+    name (and size) count."""
+    base = root.resolve()
+    for file in sorted((p for p in root.rglob("*") if not p.is_dir()), key=lambda p: p.relative_to(root).as_posix()):
         rel = file.relative_to(root).as_posix().encode("utf-8", "surrogateescape")
+        target = file.resolve()
+        if not target.is_relative_to(base) or not target.is_file():
+            digest.update(b"%d:%s-:" % (len(rel), rel))
+            continue
+        size = target.stat().st_size
         # lengths delimit path and content so no two trees hash alike by concatenation
-        digest.update(b"%d:%s%d:" % (len(rel), rel, file.stat().st_size))
-        _hash_file(digest, file)
+        digest.update(b"%d:%s%d:" % (len(rel), rel, size))
+        if max_bytes is None or size <= max_bytes:
+            _hash_file(digest, target)
 
 
 def dataset_fingerprint(path: Path, fmt: str, cfg: DatasetConfig) -> str:
@@ -287,7 +298,7 @@ def dataset_fingerprint(path: Path, fmt: str, cfg: DatasetConfig) -> str:
     if fmt != "dir":
         return file_fingerprint(path)
     digest = hashlib.sha256()
-    _hash_tree(digest, path)
+    _hash_tree(digest, path, max_bytes=4 * cfg.max_code_chars)  # as `_dir_row` refuses them
     digest.update(b"labels:")
     _hash_file(digest, labels_path(path, cfg))
     return f"sha256:{digest.hexdigest()}"

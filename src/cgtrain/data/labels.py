@@ -49,8 +49,8 @@ class LabelCoder:
     dtype = np.int64
 
     def __init__(self, cfg: DatasetConfig, task: str, optional: bool = False):
-        self.optional = optional
-        self.learn = task in ("multiclass", "clustering") and cfg.classes is None
+        self.optional, self.task = optional, task
+        self.learn = task in ("binary", "multiclass", "clustering") and cfg.classes is None
         if self.learn:
             self.classes, self.mapping = None, {}
         elif cfg.classes is None:
@@ -78,6 +78,10 @@ class LabelCoder:
         key = label_key(value)
         idx = self.mapping.get(key)
         if idx is None and self.learn and key is not None:
+            if self.task == "binary" and len({_ident(k) for k in (*self.mapping, key)}) > 2:
+                return None, ("unknown_label", f"label {value!r} would be a third class beside "
+                                               f"{', '.join(map(repr, self.mapping))} (task: binary); set task: "
+                                               f"multiclass, or list the two labels in dataset.classes")
             idx = self.mapping[key] = len(self.mapping)
         if idx is None:
             return None, ("unknown_label", f"label {value!r} is not one of: {self.allowed}")
@@ -86,13 +90,13 @@ class LabelCoder:
     def finish(self, labels: np.ndarray) -> tuple[tuple, np.ndarray]:
         if not self.learn:
             return self.classes, labels
-        keys = sorted(self.mapping)  # class index order: sorted label text
-        remap = np.empty(len(keys), dtype=np.int64)
-        for new, key in enumerate(keys):
+        classes, order = learned_classes(list(self.mapping))
+        remap = np.empty(len(self.mapping), dtype=np.int64)
+        for key, new in order.items():
             remap[self.mapping[key]] = new
         if len(labels):
-            labels = np.where(labels >= 0, remap[np.maximum(labels, 0)] if len(keys) else labels, labels)
-        return tuple(keys), labels
+            labels = np.where(labels >= 0, remap[np.maximum(labels, 0)] if len(classes) else labels, labels)
+        return tuple(classes), labels
 
     def check(self, labels: np.ndarray, classes: tuple, where: str) -> None:
         present_ = np.unique(labels[labels >= 0])
@@ -141,6 +145,30 @@ class NoLabels:
 
     def check(self, labels: np.ndarray, classes: tuple, where: str) -> None:
         return None
+
+
+def _ident(key: str) -> str:
+    """One binary class however it is spelt: 1 / true, 0 / false."""
+    return str(BINARY_ALIASES.get(key, key))
+
+
+def learned_classes(keys: list[str]) -> tuple[list, dict[str, int]]:
+    """Labels as found -> (class values in index order, key -> index).
+
+    0/1 and true/false (mixed): (0, 1); only true/false: (False, True); whole numbers: ints in numeric
+    order; other numbers: floats in numeric order; anything else: the text, sorted. The values are what
+    `cgtrain predict` prints, so a label comes back as the data had it ("credit card", "yes", 7, True)."""
+    if keys and set(keys) <= {"true", "false"}:
+        return [False, True], {k: int(k == "true") for k in keys}
+    if keys and set(keys) <= set(BINARY_ALIASES):
+        return [0, 1], {k: BINARY_ALIASES[k] for k in keys}
+    numbers = {k: to_number(k) for k in keys}
+    if keys and all(v is not None for v in numbers.values()):
+        values = sorted(set(numbers.values()))
+        typed = [int(v) if all(float(x).is_integer() for x in values) else v for v in values]
+        return typed, {k: values.index(numbers[k]) for k in keys}
+    ordered = sorted(keys)
+    return ordered, {k: i for i, k in enumerate(ordered)}
 
 
 def to_number(value: Any) -> float | None:

@@ -7,6 +7,7 @@ JSONL quarantine file with its line number and reason. Too many of them stop the
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -36,9 +37,11 @@ from cgtrain.data.table import TableRows
 from cgtrain.plugins import did_you_mean
 from cgtrain.request import DatasetConfig
 
-__all__ = ["DatasetError", "LoadedDataset", "TooManyBadRows", "file_fingerprint", "load_dataset"]
+__all__ = ["DatasetError", "LoadedDataset", "TooManyBadRows", "check_dataset", "current_fingerprint",
+           "file_fingerprint", "load_dataset"]
 
 log = logging.getLogger(__name__)
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
 BASE_COLUMNS = ("id", "code", "label", "group")
 EXCERPT_CHARS = 200
 
@@ -55,7 +58,7 @@ class LoadedDataset:
     table: pd.DataFrame | None = None  # numeric (float, NaN = missing) + categorical (str/None) columns, frame order
 
 
-class TooManyBadRows(Exception):
+class TooManyBadRows(DatasetError):
     def __init__(self, n_bad: int, n_read: int, threshold: float, quarantine_path: Path, reasons: dict[str, int]):
         self.n_bad, self.n_read, self.quarantine_path = n_bad, n_read, quarantine_path
         self.threshold, self.reasons = threshold, reasons
@@ -298,6 +301,9 @@ def _check_segments(cfg: DatasetConfig) -> None:
 def _resolve(cfg: DatasetConfig) -> tuple[Path, str]:
     path = Path(cfg.path).expanduser()
     check_exists(path)
+    if not path.is_dir() and not path.is_file():
+        raise DatasetError(f"dataset.path {path} is not a regular file or directory (a FIFO or device?); "
+                           f"point dataset.path at a data file or a directory of sources")
     fmt = detect_format(path) if cfg.format == "auto" else cfg.format
     FORMATS.get(fmt)
     if path.is_dir() and fmt != "dir":
@@ -309,6 +315,23 @@ def _resolve(cfg: DatasetConfig) -> tuple[Path, str]:
     return path, fmt
 
 
+def check_dataset(cfg: DatasetConfig) -> None:
+    """What `cgtrain validate` can tell without reading rows: the file exists, its format is known,
+    a `dir` dataset has its labels file."""
+    path, fmt = _resolve(cfg)
+    _check_segments(cfg)
+    if fmt == "dir":
+        from cgtrain.data.formats import labels_path
+
+        labels_path(path, cfg)
+
+
+def current_fingerprint(cfg: DatasetConfig) -> str:
+    """The fingerprint `load_dataset` would record, without loading (a --resume compares it)."""
+    path, fmt = _resolve(cfg)
+    return dataset_fingerprint(path, fmt, cfg)
+
+
 def load_dataset(cfg: DatasetConfig, task: str, quarantine_path: Path, *, seed: int = 0) -> LoadedDataset:
     """Read, validate and (optionally) sample the dataset; bad rows go to `quarantine_path`."""
     path, fmt = _resolve(cfg)
@@ -318,6 +341,8 @@ def load_dataset(cfg: DatasetConfig, task: str, quarantine_path: Path, *, seed: 
         out = _read(FORMATS.get(fmt)(path, cfg), cfg, coder, qua, path)
     except (OSError, EOFError, zlib.error) as exc:  # truncated/corrupt gzip, unreadable file
         qua.discard()
+        if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS:  # writing the quarantine: disk full, read-only
+            raise
         raise DatasetError(f"loading {path} failed: {exc}") from exc
     except BaseException:
         qua.discard()

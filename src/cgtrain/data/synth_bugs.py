@@ -2,7 +2,10 @@
 
 Every real function yields a clean row (label 0) and one copy with exactly one injected bug
 (label 1). Both go through the same normaliser, so formatting, comments and docstrings carry
-no label information.
+no label information. Both rows share `pair` (the function's id); a mutant records where the
+bug is: `bug_line` (1-based) and `bug_start` / `bug_end` (character offsets into its `code`,
+widened to whole tokens); they are null on clean rows. Sources: one directory or several
+(`--source DIR --source DIR2`), by default the standard library.
 """
 from __future__ import annotations
 
@@ -18,13 +21,15 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 from cgtrain.fsutil import atomic_write_text
 
 BUG_KINDS: tuple[str, ...] = (
     "swapped_args", "wrong_binary_operator", "wrong_comparison", "and_or_swap",
     "off_by_one", "variable_misuse", "bool_flip",
+    # kinds seen in real one-line fixes
+    "wrong_attribute", "missing_not", "wrong_default", "slice_off_by_one", "wrong_return", "is_eq_swap",
 )
 
 _SKIP_DIRS = frozenset({"site-packages", "test", "tests", "idle_test", "__pycache__"})
@@ -45,6 +50,7 @@ _CMP_ALTS: dict[type, tuple[type, ...]] = {
     ast.Eq: (ast.NotEq,), ast.NotEq: (ast.Eq,), ast.Is: (ast.IsNot,), ast.IsNot: (ast.Is,),
     ast.In: (ast.NotIn,), ast.NotIn: (ast.In,),
 }
+_IS_EQ: dict[type, type] = {ast.Is: ast.Eq, ast.IsNot: ast.NotEq, ast.Eq: ast.Is, ast.NotEq: ast.IsNot}
 # Swapping the arguments of these changes nothing, so the "bug" would be label noise.
 _SYMMETRIC_CALLS = frozenset({"max", "min"})
 
@@ -130,15 +136,25 @@ def _collect_sites(func: ast.FunctionDef | ast.AsyncFunctionDef) -> dict[str, li
     """Every place each bug kind could be injected, in a deterministic (depth-first) order."""
     sites: dict[str, list[_Site]] = {k: [] for k in BUG_KINDS}
     own_scope: list[ast.AST] = []
+    attributes: list[tuple[ast.Attribute, bool]] = []  # (node, is the callee of a call)
+    callees: set[int] = set()
     for node, own in _walk(func):
         if own:
             own_scope.append(node)
+        if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
+            attributes.append((node, id(node) in callees))
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            sites["missing_not"].append(partial(_replace_node, func, node, node.operand))
+        elif isinstance(node, ast.Slice):
+            sites["slice_off_by_one"] += _slice_sites(node)
         if isinstance(node, ast.Call):
+            callees.add(id(node.func))
             sites["swapped_args"] += _swap_sites(node)
         elif isinstance(node, (ast.BinOp, ast.AugAssign)) and _binop_ok(node):
             alts = [alt() for alt in _BINOP_ALTS[type(node.op)]]
             sites["wrong_binary_operator"].append(partial(_set_attr, node, "op", alts))
         elif isinstance(node, ast.Compare):
+            sites["is_eq_swap"] += _is_eq_sites(node)
             sites["wrong_comparison"] += [
                 partial(_set_item, node.ops, i, [alt() for alt in _CMP_ALTS[type(op)]])
                 for i, op in enumerate(node.ops)]
@@ -151,8 +167,84 @@ def _collect_sites(func: ast.FunctionDef | ast.AsyncFunctionDef) -> dict[str, li
             sites["off_by_one"].append(partial(_set_attr, node, "value", shifted))
         elif isinstance(node, ast.Constant) and type(node.value) is bool:
             sites["bool_flip"].append(partial(_set_attr, node, "value", [not node.value]))
-    sites["variable_misuse"] = _misuse_sites(func, own_scope)
+    names = _local_names(func, own_scope)
+    sites["variable_misuse"] = _misuse_sites(names, own_scope)
+    sites["wrong_return"] = _return_sites(names, own_scope)
+    sites["wrong_attribute"] = _attribute_sites(attributes)
+    sites["wrong_default"] = _default_sites(func)
     return sites
+
+
+def _replace_node(root: ast.AST, old: ast.AST, new: ast.AST, rng: random.Random) -> None:
+    """Put `new` where `old` sits in the tree under `root` (found by identity)."""
+    for parent in ast.walk(root):
+        for name, value in ast.iter_fields(parent):
+            if value is old:
+                setattr(parent, name, new)
+                return
+            if isinstance(value, list) and any(v is old for v in value):
+                value[next(i for i, v in enumerate(value) if v is old)] = new
+                return
+
+
+def _plus_minus_one(expr: ast.expr) -> list[ast.expr]:
+    """`expr` shifted by one: a non-negative int constant +-1, `-k` -> `-(k+1)`, else `expr + 1` / `expr - 1`."""
+    if isinstance(expr, ast.Constant) and type(expr.value) is int and expr.value >= 0:
+        return [ast.Constant(v) for v in (expr.value + 1, expr.value - 1) if v >= 0]
+    if (isinstance(expr, ast.UnaryOp) and isinstance(expr.op, ast.USub) and isinstance(expr.operand, ast.Constant)
+            and type(expr.operand.value) is int and expr.operand.value > 0):
+        k = expr.operand.value
+        return [ast.UnaryOp(ast.USub(), ast.Constant(k + 1)), *([ast.UnaryOp(ast.USub(), ast.Constant(k - 1))] if k > 1 else [])]
+    if isinstance(expr, (ast.Name, ast.Attribute, ast.Call, ast.Subscript)):
+        return [ast.BinOp(expr, ast.Add(), ast.Constant(1)), ast.BinOp(expr, ast.Sub(), ast.Constant(1))]
+    return []
+
+
+def _slice_sites(node: ast.Slice) -> list[_Site]:
+    return [partial(_set_attr, node, bound, alts) for bound in ("lower", "upper")
+            if getattr(node, bound) is not None and (alts := _plus_minus_one(getattr(node, bound)))]
+
+
+def _is_literal(expr: ast.expr) -> bool:
+    return isinstance(expr, (ast.Constant, ast.JoinedStr, ast.List, ast.Tuple, ast.Dict, ast.Set))
+
+
+def _is_eq_sites(node: ast.Compare) -> list[_Site]:
+    """`is` <-> `==` (`is not` <-> `!=`); never `is` against a literal, which Python itself warns about."""
+    out = []
+    for i, op in enumerate(node.ops):
+        left, right = (node.left if i == 0 else node.comparators[i - 1]), node.comparators[i]
+        to_is = isinstance(op, (ast.Eq, ast.NotEq))
+        if type(op) in _IS_EQ and not (to_is and (_is_literal(left) or _is_literal(right))):
+            out.append(partial(_set_item, node.ops, i, [_IS_EQ[type(op)]()]))
+    return out
+
+
+def _return_sites(names: list[str], nodes: list[ast.AST]) -> list[_Site]:
+    """`return name` -> another local of the function (a wrong value returned)."""
+    return [partial(_set_attr, n.value, "id", [m for m in names if m != n.value.id]) for n in nodes
+            if isinstance(n, ast.Return) and isinstance(n.value, ast.Name) and n.value.id in names and len(names) > 1]
+
+
+def _attribute_sites(attributes: list[tuple[ast.Attribute, bool]]) -> list[_Site]:
+    """`x.attr` -> `x.other`, `other` an attribute the function uses in the same role (called or not)."""
+    by_role = {role: sorted({a.attr for a, r in attributes if r == role}) for role in (False, True)}
+    return [partial(_set_attr, a, "attr", [m for m in by_role[role] if m != a.attr])
+            for a, role in attributes if len(by_role[role]) > 1]
+
+
+def _default_sites(func: ast.FunctionDef | ast.AsyncFunctionDef) -> list[_Site]:
+    """A constant default changed: a bool flipped, an int moved by one, None -> 0 / False."""
+    out = []
+    for d in [*func.args.defaults, *(k for k in func.args.kw_defaults if k is not None)]:
+        if not isinstance(d, ast.Constant):
+            continue
+        v = d.value
+        alts = ([not v] if type(v) is bool else [x for x in (v + 1, v - 1) if x >= 0] if type(v) is int
+                else [0, False] if v is None else [])
+        if alts:
+            out.append(partial(_set_attr, d, "value", alts))
+    return out
 
 
 def _set_attr(node: ast.AST, attr: str, choices: list, rng: random.Random) -> None:
@@ -220,9 +312,16 @@ def _binop_ok(node: ast.BinOp | ast.AugAssign) -> bool:
     return True
 
 
-def _misuse_sites(func: ast.FunctionDef | ast.AsyncFunctionDef,
-                  nodes: list[ast.AST]) -> list[_Site]:
+def _misuse_sites(names: list[str], nodes: list[ast.AST]) -> list[_Site]:
     """Loads of a local name, each replaceable by another local of the same function scope."""
+    if len(names) < 2:
+        return []
+    return [partial(_set_attr, n, "id", [m for m in names if m != n.id]) for n in nodes
+            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and n.id in names]
+
+
+def _local_names(func: ast.FunctionDef | ast.AsyncFunctionDef, nodes: list[ast.AST]) -> list[str]:
+    """Sorted names local to the function's own scope (parameters, assignments, imports, defs)."""
     declared = {n for s in nodes if isinstance(s, (ast.Global, ast.Nonlocal)) for n in s.names}
     a = func.args
     params = [*a.posonlyargs, *a.args, *a.kwonlyargs, *(x for x in (a.vararg, a.kwarg) if x)]
@@ -234,11 +333,7 @@ def _misuse_sites(func: ast.FunctionDef | ast.AsyncFunctionDef,
             local.add(n.name)
         elif isinstance(n, ast.alias):
             local.add((n.asname or n.name).split(".")[0])
-    names = sorted(local - declared)
-    if len(names) < 2:
-        return []
-    return [partial(_set_attr, n, "id", [m for m in names if m != n.id]) for n in nodes
-            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and n.id in names]
+    return sorted(local - declared)
 
 
 def applicable_kinds(func_source: str) -> list[str]:
@@ -276,6 +371,15 @@ def _parse_func(source: str) -> ast.FunctionDef | ast.AsyncFunctionDef:
     return body[0]
 
 
+def _resolve_roots(source_dir) -> list[tuple[Path, list[Path]]]:
+    """(root, its source files) per directory; `source_dir` is one directory, several, or None (the stdlib)."""
+    if isinstance(source_dir, (list, tuple)):
+        if not source_dir:
+            return [_resolve_root(None)]
+        return [_resolve_root(d) for d in dict.fromkeys(Path(d) for d in source_dir)]
+    return [_resolve_root(source_dir)]
+
+
 def _resolve_root(source_dir: str | Path | None) -> tuple[Path, list[Path]]:
     root = Path(source_dir) if source_dir is not None else Path(sysconfig.get_paths()["stdlib"])
     if not root.is_dir():
@@ -301,9 +405,8 @@ def _module_name(rel: Path) -> str:
     return ".".join(parts)
 
 
-def _candidates(root: Path, files: list[Path], counts: _Counts) -> list[_Candidate]:
+def _candidates(root: Path, files: list[Path], counts: _Counts, seen: set[str]) -> list[_Candidate]:
     out: list[_Candidate] = []
-    seen: set[str] = set()
     for path in files:
         try:
             text = importlib.util.decode_source(path.read_bytes())  # PEP 263 + newlines
@@ -391,9 +494,10 @@ def _pick_mutant(clean: str, func: ast.AST, rng: random.Random, by_kind: dict[st
     return None
 
 
-def _rows(seed: int, max_functions: int, root: Path, files: list[Path],
+def _rows(seed: int, max_functions: int, roots: list[tuple[Path, list[Path]]],
           counts: _Counts) -> Iterator[dict]:
-    candidates = _candidates(root, files, counts)
+    ids: set[str] = set()  # shared: two roots with a module of the same name get distinct ids
+    candidates = [c for root, files in roots for c in _candidates(root, files, counts, ids)]
     random.Random(seed).shuffle(candidates)  # unbiased pick from ALL candidates
     seen: set[str] = set()
     for cand in candidates:
@@ -411,13 +515,48 @@ def _rows(seed: int, max_functions: int, root: Path, files: list[Path],
         counts.n_functions += 1
         counts.n_buggy += 1
         counts.by_kind[kind] += 1
-        base = {"group": cand.group, "source": cand.source}
-        yield {"id": f"{cand.id}:clean", "code": clean, "label": 0, "bug_kind": "none", **base}
-        yield {"id": f"{cand.id}:{kind}:0", "code": mutant, "label": 1, "bug_kind": kind, **base}
+        base = {"group": cand.group, "source": cand.source, "pair": cand.id}
+        line, start, end = bug_location(clean, mutant)
+        yield {"id": f"{cand.id}:clean", "code": clean, "label": 0, "bug_kind": "none", **base,
+               "bug_line": None, "bug_start": None, "bug_end": None}
+        yield {"id": f"{cand.id}:{kind}:0", "code": mutant, "label": 1, "bug_kind": kind, **base,
+               "bug_line": line, "bug_start": start, "bug_end": end}
+
+
+_OPERATOR_CHARS = frozenset("<>=!+-*/%&|^~@")
+
+
+def _char_class(c: str) -> int:
+    return 1 if c.isalnum() or c == "_" else 2 if c in _OPERATOR_CHARS else 0
+
+
+def bug_location(clean: str, mutant: str) -> tuple[int, int, int]:
+    """Where `mutant` differs from `clean`: (1-based line, start, end) with [start, end) character offsets
+    into `mutant`, widened to whole names / numbers / operators (`<` -> `<=` marks `<=`)."""
+    n = min(len(clean), len(mutant))
+    start = next((i for i in range(n) if clean[i] != mutant[i]), n)
+    tail = next((i for i in range(n - start) if clean[-1 - i] != mutant[-1 - i]), n - start)
+    end = max(start, len(mutant) - tail)
+    if start == end:  # a pure deletion: mark the token it cut (`<=` -> `<`), else the next (`not x` -> `x`)
+        if not (start > 0 and _char_class(mutant[start - 1])):
+            while start < len(mutant) and mutant[start].isspace():
+                start += 1
+        start = start - 1 if start == len(mutant) or (start > 0 and _char_class(mutant[start - 1])) else start
+        start = max(0, start)
+        end = min(len(mutant), start + 1)
+    while start > 0 and _char_class(mutant[start - 1]) and _char_class(mutant[start - 1]) == _char_class(mutant[start]):
+        start -= 1
+    while end < len(mutant) and _char_class(mutant[end]) and _char_class(mutant[end]) == _char_class(mutant[end - 1]):
+        end += 1
+    while start < end and mutant[start].isspace():
+        start += 1
+    while end > start and mutant[end - 1].isspace():
+        end -= 1
+    return mutant.count("\n", 0, start) + 1, start, end
 
 
 def generate_rows(seed: int = 0, max_functions: int = 5000,
-                  source_dir: str | Path | None = None) -> Iterator[dict]:
+                  source_dir: str | Path | Sequence[str | Path] | None = None) -> Iterator[dict]:
     """Clean/mutant row pairs; `max_functions` caps the clean functions. Raises ValueError
     immediately (not on first iteration) for a missing or Python-free `source_dir`."""
     return _generate(seed, max_functions, source_dir, _Counts())
@@ -427,12 +566,11 @@ def _generate(seed: int, max_functions: int, source_dir: str | Path | None,
               counts: _Counts) -> Iterator[dict]:
     if max_functions < 0:
         raise ValueError(f"max_functions must be >= 0, got {max_functions}")
-    root, files = _resolve_root(source_dir)
-    return _rows(seed, max_functions, root, files, counts)
+    return _rows(seed, max_functions, _resolve_roots(source_dir), counts)
 
 
 def write_dataset(out_path: str | Path, seed: int = 0, max_functions: int = 5000,
-                  source_dir: str | Path | None = None) -> SynthStats:
+                  source_dir: str | Path | Sequence[str | Path] | None = None) -> SynthStats:
     """Write the rows as JSONL atomically (temp file + fsync + rename) and return stats."""
     counts = _Counts()
     lines = [json.dumps(row, ensure_ascii=False) + "\n"

@@ -1,4 +1,4 @@
-"""Tabular feature columns of a dataset: numeric and categorical values, validated per row.
+"""Tabular feature columns of a dataset: numeric, categorical, date-time and text values, validated per row.
 
 A missing value (absent, null, empty, NaN or an NA token such as "NA" or "?") is
 kept as missing and imputed inside the model pipeline; a value that is present but
@@ -16,14 +16,18 @@ import pandas as pd
 from cgtrain.data.labels import label_key, to_number
 from cgtrain.request import DatasetConfig
 
-NA_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "?", "-"})
+NA_TOKENS = frozenset({"", "na", "n/a", "nan", "nat", "null", "none", "?", "-"})
+NA_CHARS = 8  # longest NA token with some whitespace around it
+BOOLEAN_TEXT = {"true": 1.0, "false": 0.0}  # a boolean in a numeric column counts as 1 / 0
 Problem = tuple[str, str]
 
 
 def _missing(value: Any) -> bool:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None:
         return True
-    return isinstance(value, str) and value.strip().lower() in NA_TOKENS
+    if isinstance(value, str):  # NA tokens are short: a long value is never one (the common case, fast)
+        return len(value) <= NA_CHARS and value.strip().lower() in NA_TOKENS
+    return isinstance(value, float) and math.isnan(value)
 
 
 def numeric_value(name: str, value: Any) -> tuple[float, Problem | None]:
@@ -31,11 +35,23 @@ def numeric_value(name: str, value: Any) -> tuple[float, Problem | None]:
     if _missing(value):
         return math.nan, None
     number = to_number(value)
+    if number is None and (isinstance(value, bool) or str(value).strip().lower() in BOOLEAN_TEXT):
+        number = float(value) if isinstance(value, bool) else BOOLEAN_TEXT[str(value).strip().lower()]
     if number is None:
-        what = "a boolean" if isinstance(value, bool) else f"{type(value).__name__} {value!r}"[:80]
+        what = f"{type(value).__name__} {value!r}"[:80]
         return math.nan, ("non_numeric", f"numeric column '{name}': {what} is not a finite number; fix the "
                                          f"value, or list '{name}' under dataset.categorical_columns")
     return number, None
+
+
+def text_value(name: str, value: Any) -> tuple[str | None, Problem | None]:
+    """Date-time and free-text columns: the value as text (None when missing); parsed in the model pipeline,
+    where a date that does not parse is a missing one."""
+    if _missing(value):
+        return None, None
+    if isinstance(value, (dict, list)):
+        return None, ("bad_text", f"column '{name}': a {type(value).__name__} is not a text or date value")
+    return str(value), None
 
 
 def categorical_value(name: str, value: Any) -> tuple[str | None, Problem | None]:
@@ -55,10 +71,11 @@ class TableRows:
     def __init__(self, cfg: DatasetConfig):
         self.numeric = {name: array("d") for name in cfg.numeric_columns}
         self.categorical: dict[str, list[str | None]] = {name: [] for name in cfg.categorical_columns}
+        self.text: dict[str, list[str | None]] = {name: [] for name in (*cfg.datetime_columns, *cfg.text_columns)}
 
     @property
     def columns(self) -> list[str]:
-        return [*self.numeric, *self.categorical]
+        return [*self.numeric, *self.categorical, *self.text]
 
     def parse(self, record: dict) -> tuple[list, Problem | None]:
         """The row's values in column order, or the first problem."""
@@ -73,13 +90,20 @@ class TableRows:
             if problem:
                 return [], problem
             values.append(value)
+        for name in self.text:
+            value, problem = text_value(name, record.get(name))
+            if problem:
+                return [], problem
+            values.append(value)
         return values, None
 
     def add(self, values: list) -> None:
-        n = len(self.numeric)
+        n, m = len(self.numeric), len(self.numeric) + len(self.categorical)
         for column, value in zip(self.numeric.values(), values[:n]):
             column.append(value)
-        for column, value in zip(self.categorical.values(), values[n:]):
+        for column, value in zip(self.categorical.values(), values[n:m]):
+            column.append(value)
+        for column, value in zip(self.text.values(), values[m:]):
             column.append(value)
 
     def frame(self) -> pd.DataFrame | None:
@@ -87,5 +111,6 @@ class TableRows:
             return None
         data: dict[str, Any] = {name: np.frombuffer(col, dtype=np.float64).copy() if len(col) else
                                 np.zeros(0) for name, col in self.numeric.items()}
-        data.update({name: pd.Series(col, dtype=object) for name, col in self.categorical.items()})
+        data.update({name: pd.Series(col, dtype=object) for name, col in (*self.categorical.items(),
+                                                                          *self.text.items())})
         return pd.DataFrame(data)

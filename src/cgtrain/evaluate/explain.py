@@ -28,7 +28,7 @@ TOP = 15
 
 @dataclass(frozen=True)
 class Attribution:
-    method: str  # "shap-linear" | "shap-tree" | "integrated-gradients" | "occlusion"
+    method: str  # "shap-linear" | "shap-tree" | "integrated-gradients" | "occlusion" | "bug-pointer"
     base: float  # expected value (log-odds / logit scale); nan where not defined
     names: list[str]  # global feature names (tokens for token nets)
     mean: np.ndarray  # signed attribution where the name occurs, summed, / rows explained (toward flawed > 0)
@@ -221,10 +221,34 @@ def explain_occlusion(pipeline, codes: Sequence[str], examples: Sequence[int], l
                        np.asarray([sum(abs(v) for v in per_token[t]) / n for t in names]), rows)
 
 
+# --- models that point at the bug themselves (bug_locator) -------------------------------------------
+def explain_pointer(pipeline, codes: Sequence[str], examples: Sequence[int]) -> Attribution:
+    """The model's own pointer: each token's probability of being the bug (model.token_scores)."""
+    per_token: dict[str, list[float]] = {}
+    rows = {}
+    wanted = set(examples)
+    for k, (tokens, scores) in enumerate(pipeline[-1].token_scores(list(codes))):
+        tokens = [t.strip() or t for t in tokens]
+        for tok, v in zip(tokens, scores):
+            per_token.setdefault(tok, []).append(float(v))
+        if k in wanted:
+            top = np.argsort(-np.asarray(scores))[:TOP]
+            rows[k] = {"tokens": tokens, "token_attr": [float(v) for v in scores],
+                       "top_features": [{"name": f"token:{tokens[j]}@{j}", "value": 1.0,
+                                         "attribution": float(scores[j])} for j in top]}
+    names = sorted(per_token)
+    n = max(len(codes), 1)
+    totals = np.asarray([sum(per_token[t]) / n for t in names])
+    return Attribution("bug-pointer", float("nan"), names, totals, totals.copy(),
+                       [rows[k] for k in examples if k in rows])
+
+
 # --- entry point ---------------------------------------------------------------------------------------
 def explain(pipeline, codes: Sequence[str], examples: Sequence[int], language: str | None = None) -> Attribution:
     """The best attribution method for the fitted pipeline (tokenizer [-> featurizer] -> model)."""
     model = pipeline[-1]
+    if hasattr(model, "token_scores"):  # bug_locator: its pointer head says where the bug is
+        return explain_pointer(pipeline, codes, examples)
     if len(pipeline.steps) >= 3 and hasattr(pipeline[-2], "vectorizer_"):  # tokenizer -> CodeFeaturizer -> model
         found = explain_features(pipeline, codes, examples, language)
         if found is not None:

@@ -46,16 +46,16 @@ def read_test_rows(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def run_qa(request, run_dir: Path, prepared=None, say: Callable[[str], None] = print) -> dict[str, Any]:
-    from cgtrain.registry.artifacts import load_model
+    from cgtrain.decision import write_decision
+    from cgtrain.registry.artifacts import load_run_model
 
     run_dir, qa = Path(run_dir), request.qa
-    manifest = json.loads((run_dir / "model.json").read_text(encoding="utf-8"))
     if request.task not in ("binary", "multiclass"):
         record = {"skipped": f"calibration, audit and explanations are for classifiers; task is {request.task}"}
         atomic_write_json(run_dir / QA_FILE, record)
         return record
     with measure() as usage:
-        pipeline = load_model(run_dir / manifest["file"], manifest["sha256"])
+        pipeline, manifest = load_run_model(run_dir)
         rows = read_test_rows(run_dir)
         ids = [r["id"] for r in rows]
         y = np.asarray([r["y_true"] for r in rows], dtype=int)
@@ -65,6 +65,9 @@ def run_qa(request, run_dir: Path, prepared=None, say: Callable[[str], None] = p
         if record["binary"]:
             say("QA: calibration and decision threshold")
             record["calibration"], y_pred = calibration_section(request, run_dir, prepared, y, proba[:, 1])
+            c = record["calibration"]
+            write_decision(run_dir, c["calibrator"], c["threshold"]["threshold"], c["threshold"].get("policy", ""),
+                           manifest["sha256"])  # predict serves what this reports
         else:
             y_pred = proba.argmax(1)
         say("QA: per-segment audit")
@@ -285,3 +288,20 @@ def champion_section(run_dir: Path, tracking_uri: str | None = None) -> dict[str
                 record.update({"status": "not comparable", "reason": str(exc)})
     atomic_write_json(run_dir / CHAMPION_FILE, record)
     return record
+
+
+def after_tracking(run_dir: Path, tracking_uri: str | None, say: Callable[[str], None]) -> None:
+    """After a run's model was registered: significance against the champion, report rebuilt.
+    Never fails the run: a problem is said and the report stays as it was."""
+    from cgtrain.report import build_report
+
+    run_dir = Path(run_dir)
+    if not (run_dir / QA_FILE).is_file() or not (run_dir / "tracking.json").is_file():
+        return
+    try:
+        record = champion_section(run_dir, tracking_uri)
+        build_report(run_dir)
+        if record and record.get("status") == "compared":
+            say(f"vs champion {record['model']}/{record['champion_version']}: {record['summary']}")
+    except Exception as exc:  # noqa: BLE001 - the run and its report stay as they are
+        say(f"note: no champion comparison in the report ({type(exc).__name__}: {exc})")

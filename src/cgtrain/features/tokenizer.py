@@ -213,9 +213,16 @@ def _int_token(v: int) -> str:
 
 
 # --- lexing ----------------------------------------------------------------
-def _lex(code: str, fam: _Family) -> list[str]:
+def _whole_name(ident: str) -> list[str]:
+    return [ident]
+
+
+_STRING_WORD = re.compile(r"[^\W\d]\w*|\d+")
+
+
+def _lex(code: str, fam: _Family, split_names: bool = True, string_words: bool = False) -> list[str]:
     out: list[str] = []
-    append, extend, names = out.append, out.extend, fam.name_tokens
+    append, extend, names = out.append, out.extend, fam.name_tokens if split_names else _whole_name
     for m in fam.regex.finditer(code):
         kind = m.lastgroup
         if kind == "id":
@@ -228,6 +235,8 @@ def _lex(code: str, fam: _Family) -> list[str]:
             append(_number(m.group()))
         elif kind == "str":
             append(STR)
+            if string_words:  # the literal's words too (messages, format strings, file names)
+                extend(_STRING_WORD.findall(m.group()))
         elif kind == "chr":
             append(CHR)
         elif kind == "pre":
@@ -235,7 +244,7 @@ def _lex(code: str, fam: _Family) -> list[str]:
     return out
 
 
-def _pygments_tokens(code: str, lexer) -> list[str]:
+def _pygments_tokens(code: str, lexer, split_names: bool = True, string_words: bool = False) -> list[str]:
     """Fallback for languages without a regex family; slow but broad."""
     from pygments.token import Comment, Name, Number, String
 
@@ -246,6 +255,8 @@ def _pygments_tokens(code: str, lexer) -> list[str]:
         if ttype in String:
             if not in_string:
                 out.append(CHR if ttype in String.Char else STR)
+            if string_words and ttype not in String.Char:
+                out.extend(_STRING_WORD.findall(value))
             in_string = True
             continue
         in_string = False
@@ -254,9 +265,9 @@ def _pygments_tokens(code: str, lexer) -> list[str]:
         if ttype in Number:
             out.append(FLOAT if ttype in Number.Float else _number(value.strip()))
         elif ttype in Name and value.isidentifier():
-            out.extend(fam.name_tokens(value))
+            out.extend(fam.name_tokens(value) if split_names else [value])
         else:
-            out.extend(_lex(value, fam))
+            out.extend(_lex(value, fam, split_names, string_words))
     return out
 
 
@@ -330,22 +341,26 @@ def _guess(code: str):
     return _FAMILIES["c"]
 
 
-def tokenize_code(code: str, language: str | None = None) -> list[str]:
-    """Normalised tokens of `code`; never raises on str input, no token has whitespace."""
+def tokenize_code(code: str, language: str | None = None, split_names: bool = True,
+                  string_words: bool = False) -> list[str]:
+    """Normalised tokens of `code`; never raises on str input, no token has whitespace.
+
+    split_names=False keeps identifiers whole (`dataBuffer`, not `data buffer`); string_words=True
+    follows each string literal's `<str>` with the words inside it."""
     code = _as_text(code)
     if not code:
         return []
     lexer = _guess(code) if not language else _resolve(str(language))
     if isinstance(lexer, _Family):
-        return _lex(code, lexer)
+        return _lex(code, lexer, split_names, string_words)
     try:
-        return _pygments_tokens(code, lexer)
+        return _pygments_tokens(code, lexer, split_names, string_words)
     except Exception:
-        return _lex(code, _FAMILIES["c"])
+        return _lex(code, _FAMILIES["c"], split_names, string_words)
 
 
-def token_doc(code: str, language: str | None = None) -> str:
-    return " ".join(tokenize_code(code, language))
+def token_doc(code: str, language: str | None = None, split_names: bool = True, string_words: bool = False) -> str:
+    return " ".join(tokenize_code(code, language, split_names, string_words))
 
 
 def _as_text(x) -> str:
@@ -356,23 +371,26 @@ def _as_text(x) -> str:
     return "" if x is None else str(x)
 
 
-def token_docs(codes: Iterable[str], language: str | None = None) -> list[str]:
+def token_docs(codes: Iterable[str], language: str | None = None, split_names: bool = True,
+               string_words: bool = False) -> list[str]:
     if isinstance(codes, (str, bytes)):
         raise TypeError("token_docs expects an iterable of code strings, not one string")
-    return [" ".join(tokenize_code(c, language)) for c in codes]
+    return [" ".join(tokenize_code(c, language, split_names, string_words)) for c in codes]
 
 
 class CodeTokenizer(TransformerMixin, BaseEstimator):
     """Stateless transformer: raw code strings -> space-separated token docs."""
 
-    def __init__(self, language: str | None = None):
+    def __init__(self, language: str | None = None, split_names: bool = True, string_words: bool = False):
         self.language = language
+        self.split_names = split_names
+        self.string_words = string_words
 
     def fit(self, X, y=None):
         return self
 
     def transform(self, X) -> list[str]:
-        return token_docs(X, self.language)
+        return token_docs(X, self.language, getattr(self, "split_names", True), getattr(self, "string_words", False))
 
     def __sklearn_is_fitted__(self) -> bool:
         return True  # nothing to learn

@@ -15,14 +15,25 @@ from cgtrain.models.base import Family, register_family
 
 
 def _logreg(p, seed, class_weight):
-    return LogisticRegression(C=p["C"], solver="liblinear", max_iter=p["max_iter"],
-                              class_weight=class_weight, random_state=seed)
+    return LogisticRegression(C=p["C"], solver=p["solver"], max_iter=p["max_iter"],
+                              class_weight=p.get("class_weight") or class_weight, random_state=seed)
 
 
 def _logreg_multiclass(p, seed, class_weight):
-    # liblinear is binary-only in scikit-learn >= 1.8; lbfgs fits the multinomial model
-    return LogisticRegression(C=p["C"], solver="lbfgs", max_iter=p["max_iter"],
-                              class_weight=class_weight, random_state=seed)
+    # liblinear is binary-only in scikit-learn >= 1.8; lbfgs (or saga) fits the multinomial model
+    return LogisticRegression(C=p["C"], solver="saga" if p["solver"] == "saga" else "lbfgs", max_iter=p["max_iter"],
+                              class_weight=p.get("class_weight") or class_weight, random_state=seed)
+
+
+def _select(p, model):
+    """Chi-squared selection of the `select_k` best columns before a tree model (wide sparse n-grams)."""
+    if not p.get("select_k"):
+        return model
+    from sklearn.pipeline import Pipeline
+
+    from cgtrain.features.selection import Chi2Select
+
+    return Pipeline([("select", Chi2Select(k=int(p["select_k"]))), ("model", model)])
 
 
 def _linear_svm(p, seed, class_weight):
@@ -32,9 +43,9 @@ def _linear_svm(p, seed, class_weight):
 
 
 def _random_forest(p, seed, class_weight):
-    return RandomForestClassifier(
+    return _select(p, RandomForestClassifier(
         n_estimators=p["n_estimators"], max_depth=p["max_depth"], min_samples_leaf=p["min_samples_leaf"],
-        max_features=p["max_features"], class_weight=class_weight, random_state=seed, n_jobs=-1)
+        max_features=p["max_features"], class_weight=class_weight, random_state=seed, n_jobs=p.get("n_jobs") or -1))
 
 
 def _random_forest_regressor(p, seed, class_weight=None):
@@ -53,7 +64,7 @@ def _lightgbm_kwargs(p, seed):
 
 
 def _lightgbm(p, seed, class_weight):
-    return LGBMClassifier(class_weight=class_weight, **_lightgbm_kwargs(p, seed))
+    return _select(p, LGBMClassifier(class_weight=class_weight, **_lightgbm_kwargs(p, seed)))
 
 
 def _lightgbm_regressor(p, seed, class_weight=None):
@@ -67,8 +78,9 @@ def _ridge(p, seed, class_weight=None):
 register_family(Family(
     name="logreg", build=_logreg, variants={"multiclass": _logreg_multiclass},
     description="L2 logistic regression (liblinear; lbfgs multinomial for multiclass)",
-    default_space={"C": {"type": "float", "low": 1e-1, "high": 1e2, "log": True}},
-    defaults={"C": 1.0, "max_iter": 2000}))
+    default_space={"C": {"type": "float", "low": 1e-1, "high": 1e2, "log": True},
+                   "class_weight": {"type": "categorical", "choices": [None, "balanced"]}},
+    defaults={"C": 1.0, "max_iter": 2000, "solver": "liblinear", "class_weight": None}))
 
 register_family(Family(
     name="linear_svm", build=_linear_svm, description="linear SVM, sigmoid-calibrated",
@@ -85,7 +97,8 @@ register_family(Family(
         "min_samples_leaf": {"type": "int", "low": 1, "high": 5},
         "max_features": {"type": "categorical", "choices": ["sqrt", "log2"]},
     },
-    defaults={"n_estimators": 200, "max_depth": None, "min_samples_leaf": 1, "max_features": "sqrt"}))
+    defaults={"n_estimators": 200, "max_depth": None, "min_samples_leaf": 1, "max_features": "sqrt"},
+    extra_params=frozenset({"select_k", "n_jobs"})))
 
 register_family(Family(
     name="lightgbm", build=_lightgbm, description="LightGBM gradient-boosted trees (classifier or regressor)",
@@ -100,7 +113,8 @@ register_family(Family(
         "reg_lambda": {"type": "float", "low": 1e-3, "high": 10.0, "log": True},
     },
     defaults={"n_estimators": 200, "learning_rate": 0.1, "num_leaves": 31, "min_child_samples": 20,
-              "colsample_bytree": 0.3, "reg_lambda": 1.0, "n_jobs": 2}))
+              "colsample_bytree": 0.3, "reg_lambda": 1.0, "n_jobs": 2},
+    extra_params=frozenset({"select_k"})))
 
 register_family(Family(
     name="ridge", build=_ridge, description="L2-regularised linear regression", tasks=frozenset({"regression"}),

@@ -1,37 +1,43 @@
-"""Model files that load without executing code: skops with an allowlist of types.
+"""Model files that load without executing code: skops, audited by exact names.
 
-A checksum recorded at save time is verified before anything is parsed, and the
-types a file asks for must all come from the allowlisted libraries; a pickle
-(or anything that is not a skops archive) is refused outright.
+Loading goes in this order, and stops at the first refusal, before any object is built:
+the file is a regular file no bigger than the limit; its checksum (when one was recorded)
+matches; it is a zip, not a pickle; `registry/audit.py` walks every node of its schema
+against the exact allowlist in `registry/allowlist.py` (no module prefixes, no free
+callables); skops' own `get_untrusted_types` agrees; only then is it built, with exactly
+the names found passed as trusted. Saving refuses what loading would refuse.
 """
 from __future__ import annotations
 
 import hashlib
 import io
+import json
+import logging
 import re
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import skops.io as sio
 
+from cgtrain.errors import CgtrainError
 from cgtrain.fsutil import atomic_write_bytes
+from cgtrain.registry.allowlist import TRUSTED_FUNCTIONS, TRUSTED_TYPE_VALUES, TRUSTED_TYPES
+from cgtrain.registry.audit import AuditError, audit_archive, check_built
 
-TRUSTED_MODULE_PREFIXES = ("sklearn.", "lightgbm.", "cgtrain.features.", "numpy.", "scipy.")
-# Our own types, listed one by one: each holds plain data (weights as arrays, vocabularies as lists).
-TRUSTED_TYPES = {"collections.OrderedDict", "builtins.slice", "cgtrain.models.neural.NeuralClassifier",
-                 "cgtrain.models.hf.finetune.HFClassifier", "cgtrain.models.hf.embed.HFEmbedClassifier",
-                 "cgtrain.models.ensemble.EnsembleModel",
-                 "cgtrain.models.unsupervised.IsolationForestDetector",
-                 "cgtrain.models.unsupervised.AutoencoderDetector",
-                 "cgtrain.models.unsupervised.HDBSCANClusterer"}
+log = logging.getLogger(__name__)
+
+MAX_MODEL_BYTES = 4 << 30  # a model file larger than this is refused before it is read
+ALLOWED_NAMES = TRUSTED_TYPES | TRUSTED_FUNCTIONS | TRUSTED_TYPE_VALUES
+REFUSAL_HINT = ("re-train it with cgtrain, or, if you made this file yourself and have inspected it, "
+                "pass --trust {name} to load it anyway")
 
 
 STORE_ARRAYS_OVER = 1 << 20  # bytes
 
 
-class UnsafeModelError(Exception):
-    """The model file was refused: tampered, not a skops archive, or asks for untrusted types."""
+class UnsafeModelError(CgtrainError):
+    """The model file was refused: tampered, not a skops archive, or holds names outside the allowlist."""
 
 
 def sha256_file(path: str | Path) -> str:
@@ -45,32 +51,86 @@ def sha256_file(path: str | Path) -> str:
 def save_model(model: Any, path: str | Path) -> str:
     """Write the model as a skops archive (atomically); returns its checksum."""
     data = canonical_archive(sio.dumps(model))
-    untrusted = _not_allowed(sio.get_untrusted_types(data=data))
-    if untrusted:  # refuse to write what we would refuse to read
-        raise UnsafeModelError(f"model holds types outside the allowlist: {', '.join(untrusted)}")
+    try:  # refuse to write what we would refuse to read
+        audit_archive(data)
+    except AuditError as exc:
+        raise UnsafeModelError(f"model holds {exc.name}, which is not on the allowlist ({exc.why}); "
+                               f"add its exact name to cgtrain/registry/allowlist.py if it is plain data") from None
     atomic_write_bytes(path, data)
     return sha256_file(path)
 
 
-def load_model(path: str | Path, expected_sha256: str | None) -> Any:
+def load_model(path: str | Path, expected_sha256: str | None, trust: Iterable[str] = ()) -> Any:
+    """The model in a skops file, after the checks in the module docstring.
+
+    `trust`: extra exact names a user vouches for (`--trust TYPE`); each one is logged.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise UnsafeModelError(f"model file not found: {path}")
-    if expected_sha256 is not None and sha256_file(path) != expected_sha256:
+    data = _read_bounded(path)
+    if expected_sha256 is not None and "sha256:" + hashlib.sha256(data).hexdigest() != expected_sha256:
         raise UnsafeModelError(f"{path}: checksum does not match the one recorded at save time "
                                f"({expected_sha256}); the file was changed or replaced; refusing to load it")
-    if not zipfile.is_zipfile(path):
-        raise UnsafeModelError(f"{path}: not a skops archive ({_describe(path)}); refusing to load it: "
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        raise UnsafeModelError(f"{path}: not a skops archive ({_describe(data)}); refusing to load it: "
                                f"pickle-style files can run code when loaded")
-    data = path.read_bytes()
+    trust = sorted(set(trust))
+    for name in trust:
+        log.warning("trusting %s in %s on the user's word (--trust)", name, path)
     try:
-        requested = sio.get_untrusted_types(data=data)
-    except Exception as exc:  # a corrupt or hand-made archive
-        raise UnsafeModelError(f"{path}: unreadable skops archive: {exc}") from None
-    bad = _not_allowed(requested)
-    if bad:
-        raise UnsafeModelError(f"{path}: asks for types outside the allowlist: {', '.join(bad)}; refusing to load it")
-    return sio.loads(data, trusted=requested)
+        names = audit_archive(data, extra_trusted=trust)
+        unknown = [t for t in sio.get_untrusted_types(data=data) if t not in ALLOWED_NAMES and t not in trust]
+    except AuditError as exc:
+        hint = REFUSAL_HINT.format(name=exc.name) if exc.trustable else "re-train it with cgtrain"
+        raise UnsafeModelError(f"{path}: {exc.why}: {exc.name}; refusing to load it; {hint}") from None
+    except Exception as exc:  # skops could not read what the audit accepted: corrupt or hand-made
+        raise UnsafeModelError(f"{path}: unreadable skops archive ({type(exc).__name__}); refusing to load it") from None
+    if unknown:  # skops found a name the walk did not: never build it
+        raise UnsafeModelError(f"{path}: asks for {unknown[0]}, outside the allowlist; refusing to load it; "
+                               + REFUSAL_HINT.format(name=unknown[0]))
+    try:
+        model = sio.loads(data, trusted=names)
+    except Exception as exc:
+        raise UnsafeModelError(f"{path}: the audited archive failed to load "
+                               f"({type(exc).__name__}: {_one_line(exc)}); re-train it with cgtrain") from None
+    try:
+        check_built(model)
+    except AuditError as exc:
+        raise UnsafeModelError(f"{path}: {exc.why}: {exc.name}; refusing to use it; re-train it with cgtrain") from None
+    return model
+
+
+def load_run_model(run_dir: str | Path, trust: Iterable[str] = ()) -> tuple[Any, dict]:
+    """(model, manifest) of a run directory: the file named in model.json, inside the run
+    directory, checked against the checksum recorded there and audited like any other file."""
+    run_dir = Path(run_dir)
+    manifest_path = run_dir / "model.json"
+    if not manifest_path.is_file():
+        raise UnsafeModelError(f"{run_dir}: no model.json; is this a finished `cgtrain train` run directory?")
+    try:
+        manifest = json.loads(manifest_path.read_bytes()[:1 << 20].decode("utf-8"))
+        name, checksum = manifest["file"], manifest["sha256"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UnsafeModelError(f"{manifest_path}: unreadable model manifest ({type(exc).__name__}); "
+                               f"re-run the training") from None
+    if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
+        raise UnsafeModelError(f"{manifest_path}: model file {name!r} is not a file name inside the run directory")
+    path = run_dir / name
+    if path.is_symlink():
+        raise UnsafeModelError(f"{path}: a symbolic link; the model file must be a regular file in the run directory")
+    return load_model(path, checksum, trust=trust), manifest
+
+
+def _read_bounded(path: Path) -> bytes:
+    if not path.is_file():
+        raise UnsafeModelError(f"model file not found: {path}")
+    size = path.stat().st_size
+    if size > MAX_MODEL_BYTES:
+        raise UnsafeModelError(f"{path}: {size} bytes, over the {MAX_MODEL_BYTES >> 20} MiB limit for a model file")
+    return path.read_bytes()
+
+
+def _one_line(exc: Exception, limit: int = 160) -> str:
+    return " ".join(str(exc).split())[:limit]
 
 
 _ID_PATTERN = re.compile(r'("__id__": )(\d+)|("file": ")(\d+)(\.\w+)"')
@@ -114,10 +174,6 @@ def _write_member(archive: zipfile.ZipFile, name: str, payload: bytes) -> None:
     archive.writestr(info, payload)
 
 
-def _not_allowed(types: list[str]) -> list[str]:
-    return [t for t in types if t not in TRUSTED_TYPES and not t.startswith(TRUSTED_MODULE_PREFIXES)]
-
-
-def _describe(path: Path) -> str:
-    head = path.read_bytes()[:2]
+def _describe(data: bytes) -> str:
+    head = data[:2]
     return "looks like a Python pickle" if head[:1] == b"\x80" else f"starts with bytes {head!r}"

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cgtrain.errors import CgtrainError
 from cgtrain.registry.artifacts import UnsafeModelError, load_model
 
 if TYPE_CHECKING:  # MLflow is imported where it is used: importing RegistryError stays cheap
@@ -29,7 +30,7 @@ TAG = "cgtrain."
 MODEL_DIR = "model"  # the run's artifact folder holding the model files
 
 
-class RegistryError(Exception):
+class RegistryError(CgtrainError):
     """A registry lookup or change cannot be done as asked (unknown name, version, alias...)."""
 
 
@@ -135,7 +136,7 @@ def version_tags(manifest: dict[str, Any], request: dict[str, Any], metrics: dic
     return {TAG + k: v[:5000] for k, v in tags.items()}
 
 
-def load_registered(spec: str, tracking_uri: str | None = None):
+def load_registered(spec: str, tracking_uri: str | None = None, trust=()):
     """A Predictor for `NAME@alias` / `NAME/VERSION` / `NAME` from the registry.
 
     The model file is fetched from the version's source and loaded with the safe skops
@@ -152,12 +153,18 @@ def load_registered(spec: str, tracking_uri: str | None = None):
     if not expected:
         raise UnsafeModelError(f"{version.name}/{version.version} has no checksum recorded at registration; "
                                f"refusing to load it")
+    from cgtrain.decision import DECISION_FILE, read_decision
+
     with tempfile.TemporaryDirectory() as tmp:
         local = download(version, tags.get(TAG + "model_file", "model.skops"), Path(tmp))
-        model = load_model(local, expected)
+        model = load_model(local, expected, trust=trust)
+        try:  # QA's calibration + threshold, bound to this model's checksum (served as reported)
+            decision = read_decision(download(version, DECISION_FILE, Path(tmp)), expected)
+        except UnsafeModelError:  # none was logged (no QA, or not binary)
+            decision = None
     return Predictor(model, json.loads(tags.get(TAG + "classes", "[0, 1]")),
                      tags.get(TAG + "code_column", "code") or None, json.loads(tags.get(TAG + "id_column", '"id"')),
-                     tags.get(TAG + "task") or None)
+                     tags.get(TAG + "task") or None, decision=decision)
 
 
 def download(version: ModelVersion, file: str, dst: Path) -> Path:

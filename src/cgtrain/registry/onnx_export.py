@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from cgtrain.fsutil import atomic_write_json
-from cgtrain.registry.artifacts import load_model, sha256_file
+from cgtrain.registry.artifacts import load_run_model, sha256_file
 
 ARTIFACTS_FILE = "artifacts.json"
 ONNX_FILE, WEIGHTS_FILE, VOCAB_FILE = "model.onnx", "weights.safetensors", "vocab.json"
@@ -52,10 +52,11 @@ def export_run_artifacts(run_dir: Path, sample_codes: Sequence[str] | None, pipe
     """Export the run's model (`pipeline`: already loaded from it), measure each format, write
     `artifacts.json` (with `extra` fields); returns the record."""
     run_dir = Path(run_dir)
-    manifest = json.loads((run_dir / "model.json").read_text(encoding="utf-8"))
-    skops_path = run_dir / manifest["file"]
     if pipeline is None:
-        pipeline = load_model(skops_path, manifest["sha256"])
+        pipeline, manifest = load_run_model(run_dir)
+    else:
+        manifest = json.loads((run_dir / "model.json").read_text(encoding="utf-8"))
+    skops_path = run_dir / Path(manifest["file"]).name
     for name in (ONNX_FILE, WEIGHTS_FILE, VOCAB_FILE):  # from an earlier model of this run dir, if any
         (run_dir / name).unlink(missing_ok=True)
     record = {**(extra or {}), **export_artifacts(pipeline, list(sample_codes or []), run_dir, skops_path)}
@@ -130,16 +131,29 @@ def _dense(X) -> np.ndarray:
     return np.asarray(X.toarray() if sp.issparse(X) else X, dtype=np.float32)
 
 
+def _register_lightgbm() -> dict[str, int] | None:
+    """Teach skl2onnx LightGBM's classifier (onnxmltools' converter); the opsets it can write."""
+    from lightgbm import LGBMClassifier
+    from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_lightgbm
+    from skl2onnx import update_registered_converter
+    from skl2onnx.common.shape_calculator import calculate_linear_classifier_output_shapes
+
+    update_registered_converter(LGBMClassifier, "LightGbmLGBMClassifier", calculate_linear_classifier_output_shapes,
+                                convert_lightgbm, options={"nocl": [True, False], "zipmap": [True, False, "columns"]})
+    return {"": 17, "ai.onnx.ml": 3}  # onnxmltools writes ai.onnx.ml 3; skl2onnx defaults to a newer one
+
+
 def _export_sklearn(model, example, path: Path):
     from skl2onnx import to_onnx
     from skl2onnx.common.data_types import FloatTensorType
 
     width = _dense(example).shape[1]
+    opsets = _register_lightgbm() if type(model).__module__.startswith("lightgbm") else None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             onx = to_onnx(model, initial_types=[("features", FloatTensorType([None, width]))],
-                          options={id(model): {"zipmap": False}})
+                          options={id(model): {"zipmap": False}}, target_opset=opsets)
     except Exception as exc:  # noqa: BLE001 - skl2onnx raises many kinds for unknown models
         raise Unsupported(f"skl2onnx cannot convert {type(model).__name__}: {_one_line(exc)}") from None
     outputs = [o.name for o in onx.graph.output]

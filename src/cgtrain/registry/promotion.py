@@ -26,6 +26,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from cgtrain.errors import CgtrainError
 from cgtrain.evaluate.metrics import METRICS, score
 from cgtrain.fsutil import atomic_write_text
 from cgtrain.registry.artifacts import sha256_file
@@ -41,7 +42,7 @@ class PromotionRefused(Exception):
     """The gate found no sufficient evidence; the message holds the statistics."""
 
 
-class NotComparable(Exception):
+class NotComparable(CgtrainError):
     """The two versions were not tested on the same held-out rows."""
 
 

@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,7 @@ DEFAULT_DB = "mlflow.db"
 TRACKING_FILE = "tracking.json"  # in the run dir: where it was logged (makes log_run idempotent)
 RUN_FILES = ("request.yaml", "dataset.json", "leaderboard.csv", "metrics.json", "run.json", "environment.json",
              "artifacts.json", "test_predictions.jsonl", "quarantine.jsonl")
-MODEL_FILES = ("model.skops", "model.json", "model.onnx", "weights.safetensors", "vocab.json")
+MODEL_FILES = ("model.skops", "model.json", "decision.json", "model.onnx", "weights.safetensors", "vocab.json")
 SAMPLE_ROWS = 64
 _TRIAL_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED", "RUNNING": "FAILED",
                  "WAITING": "FAILED"}
@@ -383,6 +384,10 @@ def log_files(client, run_id: str, run_dir: Path) -> None:
     for name in MODEL_FILES:
         if (run_dir / name).is_file():
             client.log_artifact(run_id, str(run_dir / name), artifact_path="model")
+    with tempfile.TemporaryDirectory() as tmp:  # the model folder is an MLflow Model (pyfunc, no pickle)
+        from cgtrain.track.pyfunc import write_mlmodel
+
+        client.log_artifact(run_id, str(write_mlmodel(Path(tmp))), artifact_path="model")
 
 
 def _registry_tags(run_dir: Path, r: dict[str, Any]) -> dict[str, str]:

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from cgtrain.train import checkpoint as ckpt
+from cgtrain.train import distributed as ddp
 from cgtrain.train.data import curriculum_pool, micro_batches, plan_epoch, total_batches
 from cgtrain.train.data import plan_from_tensors, plan_to_tensors
 from cgtrain.train.losses import class_weights, normaliser, per_example_loss, weighted_sum
@@ -121,6 +122,7 @@ class Run:
     scaler: torch.amp.GradScaler | None = None
     plan: list[np.ndarray] | None = None
     best: dict[str, torch.Tensor] | None = None
+    net: torch.nn.Module | None = None   # the DDP wrapper that runs forward passes (None: one process)
 
 
 @dataclass(frozen=True)
@@ -148,8 +150,8 @@ def train(model: torch.nn.Module, data, cfg: TrainConfig, *, val_fn: Callable[[t
     epoch's weights are kept and early stopping applies. `store` (checkpoint.DirStore or
     MemoryStore) receives checkpoints; `resume` continues from the one it holds.
     `on_epoch(epoch, val_metric)` runs after each epoch's checkpoint and may raise (pruning)."""
-    device = resolve_device(cfg.device)
-    store = store if store is not None else ckpt.MemoryStore()
+    device = ddp.rank_device(resolve_device(cfg.device))  # under DDP (nccl): this rank's GPU
+    store = ddp.rank_store(store if store is not None else ckpt.MemoryStore())  # under DDP: rank 0 writes
     run = start_run(model, data, cfg, device)
     fingerprint = run_fingerprint(model, data, cfg)
     store.discard_partial_writes()
@@ -275,18 +277,25 @@ def accumulate_gradients(run: Run, data, indices: np.ndarray, poison: bool = Fal
     scaled before backward; `clip_and_check` sees unscaled gradients."""
     cfg = run.cfg
     denom = normaliser(data.y[indices], run.weights_cpu)
+    mine, share = ddp.shard(indices), ddp.loss_scale()  # under DDP: this rank's rows; see train/distributed.py
+    if len(mine) == 0:  # an empty shard still joins the step's all-reduce, with a zero-weighted row
+        mine, share = indices[:1], 0.0
+    chunks = list(micro_batches(mine, run.progress.micro_batch))
     total = None  # the loss stays a tensor until the end: one host sync per effective batch
-    for chunk in micro_batches(indices, run.progress.micro_batch):
+    for chunk, sync in zip(chunks, ddp.micro_contexts(run.net, len(chunks))):
         check_memory_cap(data.padded_tokens(chunk), cfg.max_batch_tokens)
         inputs, y = data.collate(chunk, run.device)
-        with autocast(cfg, run.device):
-            logits = run.model(*inputs)
-        loss = weighted_sum(per_example_loss(logits, y, cfg.loss, cfg.focal_gamma), y, run.weights) / denom
-        if poison:
-            loss, poison = loss * float("nan"), False
-        (run.scaler.scale(loss) if run.scaler is not None else loss).backward()
-        total = loss.detach() if total is None else total + loss.detach()
-    return float(total)
+        with sync:  # DDP: no gradient all-reduce before the last micro-batch
+            with autocast(cfg, run.device):
+                logits = (run.net if run.net is not None else run.model)(*inputs)
+            loss = weighted_sum(per_example_loss(logits, y, cfg.loss, cfg.focal_gamma), y, run.weights) / denom
+            if poison:
+                loss, poison = loss * float("nan"), False
+            scaled = loss * share if run.net is not None else loss
+            (run.scaler.scale(scaled) if run.scaler is not None else scaled).backward()
+        part = loss.detach() if share else loss.detach() * 0.0
+        total = part if total is None else total + part
+    return float(ddp.reduce_loss(total, run.device) if run.net is not None else total)
 
 
 # --- epoch end ---------------------------------------------------------------------------
@@ -320,7 +329,7 @@ def start_run(model: torch.nn.Module, data, cfg: TrainConfig, device: torch.devi
     return Run(model=model, optimizer=make_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum), gen=torch.Generator().manual_seed(cfg.seed),
                base_cfg=cfg, cfg=cfg, device=device, progress=Progress(micro_batch=micro),
                weights=None if weights is None else weights.to(device), weights_cpu=weights,
-               scaler=make_scaler(cfg, device))
+               scaler=make_scaler(cfg, device), net=ddp.wrap(model, device))
 
 
 def snapshot(run: Run, fingerprint: str) -> dict[str, Any]:

@@ -35,14 +35,22 @@ from cgtrain.tune.budget import Budget
 from cgtrain.tune.space import as_dict
 
 # Rough CPU seconds per 1000 training rows per fold with default params (refined by measurement).
-PRIOR_COST = {"logreg": 0.3, "linear_svm": 0.6, "ridge": 0.2, "lightgbm": 2.0, "random_forest": 3.0,
-              "mlp": 4.0, "textcnn": 10.0, "bigru": 25.0, "transformer": 25.0, "hf_embed": 40.0}
+PRIOR_COST = {"complement_nb": 0.01, "sgd": 0.05, "logreg": 0.1, "linear_svm": 0.3, "ridge": 0.1, "lightgbm": 2.0,
+              "random_forest": 3.0, "mlp": 4.0, "textcnn": 10.0, "bigru": 25.0, "transformer": 25.0,
+              "hf_embed": 40.0}
 DEFAULT_PRIOR = 15.0
 MIN_ROWS = 1000  # rows per fold at the lowest fidelity
 GROWTH = 3.0  # rows multiply by this per fidelity level
 TRIALS_PER_LEVEL = 2
-CHEAP_SHARE = 0.02  # a level whose trials cost under this share of the budget is entered at once
+CHEAP_SHARE = 0.05  # a level whose trials cost under this share of the budget is entered at once (and started at)
 PROBE_SHARE = 0.5  # skip a family whose first trial would use more than this share of the time left
+PROBE_BUDGET_SHARE = 0.15  # ... or more than this share of the whole budget
+EXPLORE = 0.4  # share of search trials whose featurisation the sampler picks (the rest reuse the best one's)
+# The anytime baseline for code text: what a practitioner writes first (TF-IDF 1-3-grams of whole-name tokens and
+# string words, sublinear tf, min_df 3, LogisticRegression(C=10, class_weight="balanced")); tables: LightGBM defaults.
+BASELINE_FEATURES = {"kind": "tfidf", "ngram_max": 3, "min_df": 3, "max_features": None, "sublinear_tf": True,
+                     "split_names": False, "string_words": True, "metrics": False}
+BASELINE_LOGREG = {"C": 10.0, "class_weight": "balanced"}
 MAX_FAILURES = 2
 COST_PARAMS = ("n_estimators", "num_leaves", "width", "depth", "epochs", "embed_dim")
 ENSEMBLE_SELECT_S = 1.0  # choosing an ensemble on OOF predictions (plus a share of the budget)
@@ -102,9 +110,13 @@ def family_states(request: TrainingRequest, prepared) -> dict[str, FamilyState]:
     fold_rows = int(np.median([len(tr) for tr, _ in prepared.folds]))
     k = len(prepared.folds)
     states = {}
+    budget_s = getattr(request.hpo, "budget_s", None) or float("inf")
     for cand in request.candidates:
         prior = PRIOR_COST.get(cand.family, DEFAULT_PRIOR) * fold_rows / 1000 * k
-        states[cand.family] = FamilyState(cand.family, fidelity_levels(fold_rows), prior)
+        state = FamilyState(cand.family, fidelity_levels(fold_rows), prior)
+        while state.level + 1 < len(state.levels) and state.cost(state.levels[state.level + 1]) <= CHEAP_SHARE * budget_s:
+            state.level += 1  # cheap at more rows: low fidelities would only add noise
+        states[cand.family] = state
     return dict(sorted(states.items(), key=lambda kv: kv[1].prior_s))  # cheap first
 
 
@@ -138,8 +150,16 @@ class Controller:
         self.spaces = studies.candidate_spaces(request)
         self.sign = 1.0 if studies.greater_is_better(request.validation.metric) else -1.0
         self.feat_s, self.feat_seen = 0.0, False  # featurizing the full training split, estimated from the folds
+        self.feat_new_s = 0.0  # building a new featurisation's fold features in a trial (the dearest so far)
         self.multi = len(self.states) > 1
         self.rng = np.random.default_rng(request.seed)
+        self.feature_space = dict(request.features.space or {})
+        self.best_loss: float | None = None
+        self.best_features: dict[str, Any] | None = None  # the featurisation of the best trial so far
+        self.baseline = baseline_trial(request, prepared, self.spaces, self.feature_space)
+        if self.baseline is not None and self.baseline[2]:
+            self.best_features = dict(self.baseline[2])  # probes reuse the baseline's features until a better trial
+        self.count_s = 0.0  # the n-gram count pass of a token mode (paid again by a trial exploring another mode)
 
     def loss(self, value: float) -> float:
         return -self.sign * value
@@ -154,27 +174,50 @@ class Controller:
     def next_trial(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """(params to queue, user attrs) of the next trial, or None when nothing fits the budget."""
         left = self.budget.study_left()
+        if self.baseline is not None:  # anytime: the known-strong default first, at full fidelity
+            family, params, features, name = self.baseline
+            self.baseline = None
+            queued = {**({"family": family} if self.multi else {}), **params, **_prefixed(features)}
+            return queued, {"fidelity": 1.0, "baseline": name}
         for s in self.live():
             if not s.costs and s.failures == 0:  # probe, cheapest first
-                if s.cost() > PROBE_SHARE * max(left, 0.0):
-                    s.skipped = f"its first trial (~{s.cost():.0f}s) is too costly for the {left:.0f}s left"
+                cost = s.cost() * self.slowdown() + self._feature_cost(reuse=True)
+                if cost > PROBE_SHARE * max(left, 0.0) or cost > PROBE_BUDGET_SHARE * self.budget.total_s:
+                    s.skipped = f"its first trial (~{cost:.0f}s) is too costly for the {left:.0f}s left"
                     self.say(f"automl: skip {s.name}: {s.skipped}")
                     continue
-                return self._queue(s, start_params(s.name, self.spaces[s.name]))
-        fits = [s for s in self.live() if s.cost() <= left]
+                return self._queue(s, start_params(s.name, self.spaces[s.name]), explore=False)
+        fits = [s for s in self.live() if s.cost() + self._feature_cost(reuse=True) <= left]
         if not fits:
             return None
         leader = self.leader()
         # FLAML: a family is drawn with probability ~ 1/ECI, so a cheap family cannot starve a better one
         weights = np.array([1.0 / max(st.eci(leader), 1e-3) for st in fits])
         s = fits[int(self.rng.choice(len(fits), p=weights / weights.sum()))]
-        return self._queue(s, {})
+        explore = bool(self.feature_space) and self.rng.random() < EXPLORE and \
+            s.cost() + self._feature_cost(reuse=False) <= left
+        return self._queue(s, {}, explore=explore)
 
-    def _queue(self, s: FamilyState, params: dict[str, Any]):
+    def slowdown(self) -> float:
+        """How much dearer than their prior the measured families ran on this machine and data (the largest
+        ratio: a busy machine slows every family; unmeasured ones are probed only if they fit even so)."""
+        ratios = [max(s.cost(1.0) / max(s.prior_s, 1e-9), 0.0) for s in self.states.values() if s.costs]
+        return max([1.0, *ratios])
+
+    def _feature_cost(self, reuse: bool) -> float:
+        """Seconds a trial spends building fold features: none when it reuses the cached best featurisation."""
+        if reuse and (self.best_features is not None or not self.feature_space):
+            return 0.0
+        return self.feat_new_s + self.count_s
+
+    def _queue(self, s: FamilyState, params: dict[str, Any], explore: bool = False):
         fixed = {"family": s.name} if self.multi else {}
-        return {**fixed, **params}, {"fidelity": s.fidelity}
+        features = _prefixed(self.best_features) if self.feature_space and self.best_features and not explore else {}
+        return {**fixed, **params, **features}, {"fidelity": s.fidelity}
 
     def update(self, trial: optuna.trial.FrozenTrial) -> None:
+        if "baseline" in trial.user_attrs:  # a resumed study: its baseline is queued or done already
+            self.baseline = None
         s = self.states.get(trial.user_attrs.get("family", ""))
         if s is None:
             return
@@ -192,9 +235,16 @@ class Controller:
         if timed_out or trial.state == optuna.trial.TrialState.COMPLETE:
             whole = seconds if not timed_out else seconds * len(self.prepared.folds) / max(folds_done, 1)
             s.costs.append((fidelity, whole))
+        if "feat_seconds" in trial.user_attrs:  # a new featurisation (the one-off n-gram count pass aside)
+            self.count_s = max(self.count_s, float(trial.user_attrs.get("count_seconds", 0)))
+            self.feat_new_s = float(trial.user_attrs["feat_seconds"]) - float(trial.user_attrs.get("count_seconds", 0))
         if trial.state == optuna.trial.TrialState.COMPLETE:
             self._feat(trial)
             loss = self.loss(trial.values[0])
+            if self.best_loss is None or loss < self.best_loss:
+                self.best_loss = loss
+                self.best_features = {k: v for k, v in json.loads(trial.user_attrs.get("features") or "{}").items()
+                                      if k in self.feature_space} or self.best_features
             if s.best is None or loss < s.best:
                 s.prev_best, s.prev_best_at_s = s.best, s.best_at_s
                 s.best, s.best_at_s, s.stalled = loss, s.spent_s, 0
@@ -206,9 +256,10 @@ class Controller:
 
     def _feat(self, trial: optuna.trial.FrozenTrial) -> None:
         folds = trial.user_attrs.get("fold_seconds") or []
-        outside = float(trial.user_attrs.get("fit_seconds", 0)) - sum(folds)
-        if folds and outside > 0 and not self.feat_seen:  # the first trial also built the fold features
-            self.feat_s, self.feat_seen = outside / len(folds) * self._refit_scale(), True
+        built = float(trial.user_attrs.get("feat_seconds", 0.0))
+        if folds and built > 0:  # the refit builds the features once more, on all training rows + the test rows
+            self.feat_s = max(self.feat_s, built / len(folds) * self._refit_scale() * 1.3)
+            self.feat_seen = True
 
     def _maybe_grow(self, s: FamilyState) -> None:
         if s.level + 1 >= len(s.levels):
@@ -234,11 +285,50 @@ class Controller:
         refits = [refit_seconds(t, self._refit_scale()) for t in ranked[:self.request.hpo.ensemble_size
                                                                          if ensemble else 1]]
         select = ENSEMBLE_SELECT_S + 0.01 * self.budget.total_s if ensemble else 0.0
-        return RESERVE_SAFETY * (sum(refits) + self.feat_s) + select + 1.0
+        refit = refits[0] + self.feat_s
+        if getattr(self.request.validation, "final_fit", "train") == "all":  # once more on training + test rows
+            split = self.prepared.split  # (an ensemble's second refit is skipped when it does not fit; see pipeline)
+            refit *= 1 + (len(split.train) + len(split.test)) / max(len(split.train), 1)
+        return RESERVE_SAFETY * (refit + sum(refits[1:])) + select + 1.0
 
     def summary(self) -> dict[str, Any]:
         return {name: {"trials_s": round(s.spent_s, 2), "best_cv": None if s.best is None else -self.sign * s.best,
                        "fidelity": s.fidelity, "skipped": s.skipped or None} for name, s in self.states.items()}
+
+
+def baseline_trial(request: TrainingRequest, prepared, spaces: dict, feature_space: dict
+                   ) -> tuple[str, dict[str, Any], dict[str, Any], str] | None:
+    """(family, queued params, features, name) of the anytime baseline, or None when no candidate fits it.
+
+    Code text: TF-IDF n-grams + logistic regression (C=10, balanced); tables: LightGBM with its defaults."""
+    table = prepared.dataset.table is not None and not prepared.use_code
+    if request.task not in ("binary", "multiclass", "regression") or (request.task == "regression" and not table):
+        return None
+    if not table and "logreg" in spaces and request.task != "regression":
+        params = {f"logreg.{k}": v for k, v in BASELINE_LOGREG.items() if k in spaces["logreg"]
+                  and _inside(spaces["logreg"][k], v)}
+        features = {k: v for k, v in BASELINE_FEATURES.items() if k in feature_space and _inside(feature_space[k], v)}
+        return "logreg", params, features, "baseline: tfidf + logreg"
+    if table and "lightgbm" in spaces:
+        return "lightgbm", default_params("lightgbm", spaces["lightgbm"]), {}, "baseline: lightgbm defaults"
+    return None
+
+
+def _inside(spec: Any, value: Any) -> bool:
+    s = as_dict(spec)
+    if s["type"] == "categorical":
+        return value in s["choices"]
+    return isinstance(value, (int, float)) and s["low"] <= value <= s["high"]
+
+
+def _prefixed(features: dict[str, Any] | None) -> dict[str, Any]:
+    return {f"{studies.FEATURE_PREFIX}.{k}": v for k, v in (features or {}).items()}
+
+
+def default_params(family: str, space: dict[str, Any]) -> dict[str, Any]:
+    """The family's defaults, where they lie inside the searched space (queued as `family.param`)."""
+    defaults = FAMILIES.get(family).defaults
+    return {f"{family}.{k}": defaults[k] for k, spec in space.items() if k in defaults and _inside(spec, defaults[k])}
 
 
 def trial_seconds(trial: optuna.trial.FrozenTrial) -> float:

@@ -16,6 +16,7 @@ from cgtrain.request import TrainingRequest
 TRIAL_SHARE = 0.25  # default per-trial limit, as a share of the budget
 INITIAL_RESERVE = 0.10  # share kept for refit + test until a trial says what a refit costs
 SAFETY = 0.015  # share of the budget never planned for: timer granularity, writing files
+BASELINE_SHARE = 0.6  # the anytime baseline trial may use this much: a run without it has no floor
 
 
 @dataclass
@@ -52,7 +53,8 @@ class Budget:
     def trial_limit(self, trial) -> float:
         """The trial's time limit, fixed the first time it is asked for."""
         if trial.number not in self._limits:
-            self._limits[trial.number] = max(0.0, min(self.trial_timeout_s, self.study_left()))
+            cap = self.trial_timeout_s if "baseline" not in trial.user_attrs else BASELINE_SHARE * self.total_s
+            self._limits[trial.number] = max(0.0, min(max(cap, self.trial_timeout_s), self.study_left()))
         return self._limits[trial.number]
 
     def record(self) -> dict:

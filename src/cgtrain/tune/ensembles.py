@@ -39,6 +39,8 @@ def choose_ensemble(request: TrainingRequest, run_dir: Path, prepared, study: op
     metric = request.validation.metric
     ranked = studies.ranked_trials(study)
     record: dict[str, Any] = {"method": request.hpo.ensemble, "metric": metric, "kept": False}
+    mode = _token_mode(request, ranked[0]) if ranked else None  # members read the best trial's token docs
+    ranked = [t for t in ranked if _token_mode(request, t) == mode]
     members = {t.number: load_oof(run_dir, t.number) for t in diverse_top(ranked, request.hpo.ensemble_size)}
     members = {n: o for n, o in members.items() if o is not None and len(o) == len(prepared.folds)}
     if len(members) < 2:
@@ -72,6 +74,12 @@ def choose_ensemble(request: TrainingRequest, run_dir: Path, prepared, study: op
                                          f"{top.cv_mean:.4f} > best single {best.values[0]:.4f}", say)
 
 
+def _token_mode(request: TrainingRequest, trial) -> tuple[bool, bool]:
+    from cgtrain.features.settings import feature_settings, token_mode
+
+    return token_mode(feature_settings(request.features, studies.trial_features(trial)))
+
+
 def diverse_top(ranked: list[optuna.trial.FrozenTrial], k: int) -> list[optuna.trial.FrozenTrial]:
     """k trials, best first: the best of each family, then the next best overall (diverse members blend better)."""
     firsts, seen = [], set()
@@ -101,17 +109,31 @@ def _decide(run_dir: Path, record: dict, choice: EnsembleChoice | None, reason: 
 def refit_ensemble(request: TrainingRequest, choice: EnsembleChoice, study: optuna.Study, X_train, y_train,
                    fit_family: Callable, make_featurizer: Callable, refit_params: Callable) -> tuple[EnsembleModel, dict]:
     """Refit each member on all training rows (as the single-model refit does) and assemble them."""
+    from sklearn.pipeline import Pipeline
+
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     inputs = [FAMILIES.get(trials[n].user_attrs["family"]).input for n in choice.trials]
-    featurizer = make_featurizer(request) if "features" in inputs else None
-    X_feat = featurizer.fit_transform(X_train) if featurizer is not None else None
-    fitted, described = [], []
-    for n, inp in zip(choice.trials, inputs):
+    keys = {json.dumps(studies.trial_features(trials[n]), sort_keys=True) for n, inp in zip(choice.trials, inputs)
+            if inp == "features"}
+    shared = len(keys) <= 1  # one featurisation: fitted once, shared; else each member brings its own
+    settings = json.loads(next(iter(keys))) if keys else None
+    featurizer = make_featurizer(request, settings) if "features" in inputs and shared else None
+    X_feat = featurizer.fit_transform(X_train, y_train) if featurizer is not None else None
+    fitted, described, own = [], [], {}
+    for i, (n, inp) in enumerate(zip(choice.trials, inputs)):
         t = trials[n]
         family = t.user_attrs["family"]
         params = refit_params(json.loads(t.user_attrs["params"]), t.user_attrs.get("best_epochs"))
-        fitted.append(fit_family(request, family, params, X_feat if inp == "features" else X_train, y_train))
-        described.append({"trial": n, "family": family, "params": params})
+        if inp == "features" and not shared:
+            feat = make_featurizer(request, studies.trial_features(t))
+            Xi = feat.fit_transform(X_train, y_train)
+            fitted.append(Pipeline([("features", feat), ("model", fit_family(request, family, params, Xi, y_train))]))
+            own[i] = "tokens"
+        else:
+            fitted.append(fit_family(request, family, params, X_feat if inp == "features" else X_train, y_train))
+        described.append({"trial": n, "family": family, "params": params,
+                          **({"features": studies.trial_features(t)} if "features" in t.user_attrs else {})})
+    inputs = [own.get(i, inp) for i, inp in enumerate(inputs)]
     model = EnsembleModel(members=[clone(m) for m in fitted], inputs=inputs, featurizer=featurizer, method=choice.method,
                           weights=list(choice.weights), meta=choice.meta,
                           task="regression" if request.task == "regression" else request.task)

@@ -88,6 +88,38 @@ class TrialHooks:
     def fidelity(trial) -> float:
         return float(trial.user_attrs.get("fidelity", 1.0))
 
+    def start(self, trial) -> None:
+        """The trial's clock starts here (before its first fold's features are built)."""
+        self._of(trial)
+
+    def time_left(self, trial) -> float | None:
+        limit = self.limit_s(trial)
+        return None if limit is None else limit - (time.perf_counter() - self._of(trial)["start"])
+
+    def check_time(self, trial, k: int, need_s: float) -> None:
+        """Stop the trial (pruned, `timed_out`) when `need_s` more seconds would run past its limit."""
+        left = self.time_left(trial)
+        if left is not None and need_s > left:
+            spent = round(time.perf_counter() - self._of(trial)["start"], 2)
+            trial.set_user_attr("timed_out", spent)
+            raise TrialTimeout(f"trial time limit: ~{need_s:.1f}s needed with {left:.1f}s left after {k} fold(s)")
+
+    def run_fold(self, trial, k: int, fit_predict: Callable[[], tuple], interruptible: bool) -> tuple:
+        """(model, proba) of one fold. Under a time limit a fit that cannot stop itself (scikit-learn solvers,
+        LightGBM) runs in a child process that is ended at the limit; it returns (None, proba)."""
+        left = self.time_left(trial)
+        if left is None or interruptible:
+            return fit_predict()
+        from cgtrain.tune.deadline import DeadlineExceeded, call_with_deadline
+
+        try:
+            return None, call_with_deadline(lambda: fit_predict()[1], left)
+        except DeadlineExceeded:
+            spent = round(time.perf_counter() - self._of(trial)["start"], 2)
+            trial.set_user_attr("timed_out", spent)
+            trial.set_user_attr("fit_stopped", True)
+            raise TrialTimeout(f"trial time limit: a fit of fold {k} was stopped after {spent:.1f}s") from None
+
     def before_fold(self, trial, k: int, X_tr, y_tr):
         """Check the time limit, then give the rows this trial trains on (all, or a sample)."""
         state = self._of(trial)
@@ -122,7 +154,7 @@ class TrialHooks:
         state = self._of(trial)
         state["fold_s"].append(time.perf_counter() - state.get("fold_start", state["start"]))
         state["oof"].append(np.asarray(proba))
-        if self.measure_costs and k == 0:
+        if self.measure_costs and k == 0 and model is not None:
             trial.set_user_attr("latency_ms", latency_ms(model, X_va))
             trial.set_user_attr("model_kb", model_kb(model))
 

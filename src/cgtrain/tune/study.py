@@ -128,7 +128,7 @@ def stale_numbers(study: optuna.Study) -> set[int]:
 
 def _carried_attrs(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     """Attributes set at enqueue time that define the trial (AutoML fidelity, warm start origin)."""
-    return {k: v for k, v in trial.user_attrs.items() if k in ("fidelity", "warm_start_from")}
+    return {k: v for k, v in trial.user_attrs.items() if k in ("fidelity", "warm_start_from", "baseline")}
 
 
 def requeue_stale(study: optuna.Study) -> int:
@@ -167,8 +167,18 @@ class _NoPruning:
         return getattr(self._trial, name)
 
 
+FEATURE_PREFIX = "features"  # searched featurisation params are named "features.<key>"
+
+
+def trial_features(trial) -> dict[str, Any]:
+    """The featurisation settings a trial searched (empty: the request's `features`)."""
+    raw = trial.user_attrs.get("features")
+    return json.loads(raw) if raw else {}
+
+
 def make_objective(spaces: dict, fixed: dict, grid: list | None,
-                   evaluate: Callable[[str, dict, optuna.Trial], TrialResult], goals: list[str] | None = None):
+                   evaluate: Callable[[str, dict, optuna.Trial], TrialResult], goals: list[str] | None = None,
+                   feature_space: dict[str, Any] | None = None):
     goals = goals or ["metric"]
 
     def objective(trial: optuna.Trial):
@@ -176,6 +186,9 @@ def make_objective(spaces: dict, fixed: dict, grid: list | None,
         params = {**params, **fixed.get(family, {})}
         trial.set_user_attr("family", family)
         trial.set_user_attr("params", json.dumps(params, sort_keys=True, default=str))
+        if feature_space:  # featurisation is part of the search: the evaluator reads it from the trial
+            trial.set_user_attr("features", json.dumps(suggest(trial, FEATURE_PREFIX, feature_space),
+                                                       sort_keys=True))
         start = time.perf_counter()
         try:
             with measure() as usage:  # wall/CPU time, peak RSS, GPU memory of the trial (QA report)
@@ -207,12 +220,16 @@ def leaderboard(study: optuna.Study, metric: str) -> pd.DataFrame:
     rows = []
     extra = [d for d in OBJECTIVE_ATTRS if len(study.directions) > 1]
     stale = stale_numbers(study)
+    named = any("baseline" in t.user_attrs for t in study.get_trials(deepcopy=False))  # the anytime baseline
     for t in study.get_trials(deepcopy=False):
         if t.number in stale or "family" not in t.user_attrs:
             continue
         rows.append({
             "trial": t.number, "state": t.state.name.lower(), "family": t.user_attrs["family"],
-            "params": t.user_attrs["params"], f"cv_{metric}_mean": trial_value(t),
+            **({"name": t.user_attrs.get("baseline", "")} if named else {}),
+            "params": t.user_attrs["params"],
+            **({"features": t.user_attrs["features"]} if "features" in t.user_attrs else {}),
+            f"cv_{metric}_mean": trial_value(t),
             f"cv_{metric}_std": t.user_attrs.get("cv_std"),
             "folds": json.dumps(t.user_attrs.get("fold_scores")),
             "fit_seconds": t.user_attrs.get("fit_seconds"),

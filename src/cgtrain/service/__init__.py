@@ -1,0 +1,1 @@
+"""Training as a service: REST job API, persistent queue, workers (see README "Training as a service")."""

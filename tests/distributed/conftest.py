@@ -1,0 +1,28 @@
+"""Tiny data and requests for the parallel-trial and DDP tests (fixtures only: no imports between test dirs)."""
+from pathlib import Path
+
+import pytest
+
+from cgtrain.request import parse_request
+
+
+@pytest.fixture(scope="session")
+def tiny_bugs(tmp_path_factory) -> Path:
+    from cgtrain.data.synth_bugs import write_dataset
+
+    path = tmp_path_factory.mktemp("dist-data") / "bugs.jsonl"
+    write_dataset(path, seed=0, max_functions=200)
+    return path
+
+
+@pytest.fixture
+def study_request(tiny_bugs):
+    """request(**hpo) -> a logreg study request on the tiny data."""
+    def make(name: str = "dist", **hpo):
+        return parse_request({
+            "name": name, "seed": 0, "dataset": {"path": str(tiny_bugs), "language": "python"},
+            "features": {"max_features": 2000}, "candidates": [{"family": "logreg"}],
+            "hpo": {"sampler": "random", "n_trials": 4, "workers": 2, **hpo},
+            "validation": {"folds": 3, "test_fraction": 0.25}, "qa": {"enabled": False},
+        })
+    return make

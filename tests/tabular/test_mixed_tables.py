@@ -1,0 +1,147 @@
+"""Real tables: labels of any type, boolean / high-cardinality / date-time / text columns, --label, a budget
+that always ends with a model."""
+import json
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from cgtrain.automl import build_request, column_kind, infer_dataset
+from cgtrain.data.loading import load_dataset
+from cgtrain.data.mixed_table import mixed_table
+from cgtrain.data.table import numeric_value
+from cgtrain.features.tabular import MAX_ONEHOT, TabularFeaturizer
+from cgtrain.registry.artifacts import load_model, save_model
+from cgtrain.request import DatasetConfig, RequestError, load_request
+
+
+def labels_of(tmp_path, values, task="binary", **kw):
+    path = tmp_path / "t.jsonl"
+    path.write_text("\n".join(json.dumps({"x": i, "y": v}) for i, v in enumerate(values)))
+    cfg = DatasetConfig(path=str(path), code_column=None, label_column="y", numeric_columns=["x"],
+                        id_column=None, group_column=None, **kw)
+    return load_dataset(cfg, task, tmp_path / "q.jsonl")
+
+
+@pytest.mark.parametrize("values, classes", [
+    (["cash", "credit card", "cash"], ("cash", "credit card")),
+    (["yes", "no", "no"], ("no", "yes")),
+    ([True, False, True], (False, True)),
+    (["True", "False", "false"], (False, True)),
+    ([1, 0, "true", "false"], (0, 1)),  # 0/1 and true/false mixed: one class each
+    ([7, 3, 3], (3, 7)),
+])
+def test_binary_labels_are_taken_as_found(tmp_path, values, classes):
+    ds = labels_of(tmp_path, values)
+    assert ds.classes == classes and ds.n_bad == 0
+    assert [ds.classes[i] for i in ds.frame["label"]] == [
+        next(c for c in classes if str(c).lower() == str(v).lower() or
+             {"1": "true", "0": "false"}.get(str(v).lower()) == str(c).lower() or
+             {"true": "1", "false": "0"}.get(str(v).lower()) == str(c).lower()) for v in values]
+
+
+def test_multiclass_numbers_sort_as_numbers_and_a_third_binary_label_is_quarantined(tmp_path):
+    assert labels_of(tmp_path, [10, 2, 1, 2], "multiclass").classes == (1, 2, 10)
+    ds = labels_of(tmp_path, ["a", "b", "a", "c"] + ["a", "b"] * 48, max_bad_fraction=0.05)
+    assert ds.classes == ("a", "b") and ds.bad_reasons == {"unknown_label": 1}
+
+
+def test_yaml_classes_no_yes_stay_strings(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("task: binary\ndataset: {path: d.csv, classes: [no, yes], code_column: null, "
+                    "numeric_columns: [x]}\nhpo: {warm_start: true}\n")
+    req = load_request(path, ["dataset.categorical_columns=[on]"])
+    assert req.dataset.classes == ["no", "yes"] and req.dataset.categorical_columns == ["on"]
+    assert req.hpo.warm_start is True
+
+
+def test_booleans_in_a_numeric_column_are_numbers_not_quarantined():
+    assert numeric_value("flag", True) == (1.0, None) and numeric_value("flag", "False") == (0.0, None)
+    assert numeric_value("flag", "abc")[1][0] == "non_numeric"
+
+
+def test_column_kinds_are_inferred_and_the_label_is_never_a_feature(tmp_path):
+    frame = mixed_table(300, seed=1, target="method")
+    frame["ticket"] = [f"T-{i}" for i in range(len(frame))]  # an identifier: not a feature
+    path = tmp_path / "m.csv"
+    frame.to_csv(path, index=False)
+    ds = infer_dataset(path, "method")
+    assert ds["label_column"] == "method" and ds["id_column"] == "id"
+    assert set(ds["categorical_columns"]) == {"member", "newsletter", "channel", "city", "merchant"}
+    assert ds["datetime_columns"] == ["signup", "paid_at"] and ds["text_columns"] == ["comment"]
+    assert set(ds["numeric_columns"]) == {"age", "income", "basket", "returning"}
+    feats = {c for k in ("numeric", "categorical", "datetime", "text") for c in ds[f"{k}_columns"]}
+    assert "method" not in feats and "ticket" not in feats
+    assert column_kind(pd.Series(["True", "False", None])) == "categorical"
+    assert column_kind(pd.Series([True, False, True])) == "categorical"
+    # the label given as an override is the label too (it used to stay among the features: leakage)
+    req = build_request(path, 30, overrides=["dataset.label_column=member"])
+    assert req.dataset.label_column == "member" and "member" not in req.dataset.categorical_columns
+    assert "method" in req.dataset.categorical_columns
+    with pytest.raises(RequestError) as info:
+        build_request(path, 30, label="methd")
+    assert "--label: column 'methd'" in info.value.problems[0] and "did you mean 'method'" in info.value.problems[0]
+
+
+def test_high_cardinality_dates_and_text_stay_narrow_and_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 600
+    frame = pd.DataFrame({
+        "x": rng.normal(size=n),
+        "shop": [f"s{i}" for i in rng.integers(0, 2000, n)],  # ~500 levels in 600 rows
+        "kind": rng.choice(["a", "b", None], n),
+        "when": pd.Series(pd.date_range("2020-01-01", periods=n, freq="7h")).dt.strftime("%Y-%m-%d %H:%M:%S"),
+        "note": rng.choice(["great fast service", "slow and broken", "ok order today"], n),
+    })
+    y = rng.integers(0, 2, n)
+    feat = TabularFeaturizer(("x",), ("shop", "kind"), datetime=("when",), text=("note",))
+    X = feat.fit_transform(frame, y)
+    names = list(feat.get_feature_names_out())
+    assert sp.isspmatrix_csr(X) and X.shape[1] == len(names) and X.shape[1] < 60
+    assert sum(n.startswith("cat:shop") for n in names) <= MAX_ONEHOT + 2  # top levels + frequency + target
+    assert "date:when_hour" in names and any(n.startswith("text:note:") for n in names)
+    hours = X[:, names.index("date:when_hour")].toarray().ravel()
+    assert len(np.unique(hours)) > 1
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+
+    pipe = Pipeline([("features", feat), ("model", LogisticRegression().fit(X, y))])
+    save_model(pipe, tmp_path / "m.skops")
+    loaded = load_model(tmp_path / "m.skops", None)
+    unseen = frame.head(5).assign(shop="never-seen", when="not a date")
+    np.testing.assert_allclose(loaded.predict_proba(unseen), pipe.predict_proba(unseen))
+
+
+def test_string_labels_train_and_come_back_on_predict_even_when_no_trial_fits_the_budget(tmp_path):
+    from cgtrain import pipeline
+    from cgtrain.predict import load_predictor
+
+    frame = mixed_table(400, seed=2, target="method")
+    path = tmp_path / "m.csv"
+    frame.to_csv(path, index=False)
+    req = build_request(path, 30, label="method", families=["logreg", "lightgbm"],
+                        overrides=["hpo.warm_start=false", "hpo.ensemble=none"])
+    # a budget that ends before any trial can start still ends with a model: LightGBM's defaults
+    req = req.model_copy(update={"hpo": req.hpo.model_copy(update={"budget_s": 0.01})})
+    result = pipeline.train(req, tmp_path / "run", say=lambda m: None)
+    assert result.metrics["best"]["family"] == "lightgbm" and result.metrics["cv"]["mean"] is None
+    pred = load_predictor(tmp_path / "run")
+    rows = [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
+            for r in frame.head(20).to_dict("records")]
+    out = list(pred.predict(rows))
+    assert {o["label"] for o in out} <= {"cash", "credit card"} and all("error" not in o for o in out)
+
+
+def test_cli_label_option_names_a_missing_target_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from cgtrain.cli import app
+
+    path = tmp_path / "m.csv"
+    mixed_table(60, seed=3, target="tier").to_csv(path, index=False)
+    out = CliRunner().invoke(app, ["automl", str(path), "--label", "tierr", "--budget", "5",
+                                   "--run-dir", str(tmp_path / "run")])
+    assert out.exit_code == 2 and "Traceback" not in out.output
+    assert "--label: column 'tierr'" in out.output and "did you mean 'tier'" in out.output

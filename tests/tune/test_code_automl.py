@@ -1,0 +1,51 @@
+"""AutoML on code text: the anytime baseline first, featurisation searched and cached, linear families."""
+import json
+import time
+
+import optuna
+import pandas as pd
+
+from cgtrain import pipeline
+from cgtrain.automl import build_request
+from cgtrain.registry.artifacts import load_model
+
+BUDGET = 25.0
+
+
+def test_code_automl_starts_from_the_named_baseline_and_searches_features(tmp_path, bugs_jsonl):
+    req = build_request(bugs_jsonl, BUDGET, metric="f1", families=["logreg", "sgd", "complement_nb"],
+                        overrides=["dataset.language=python"])
+    assert set(req.features.space) >= {"ngram_max", "split_names", "kind", "min_df", "metrics"}
+    start = time.time()
+    pipeline.train(req, tmp_path / "run", say=lambda m: None)
+    assert time.time() - start <= BUDGET * 1.05
+    study = optuna.load_study(study_name="cgtrain", storage=f"sqlite:///{tmp_path / 'run/study.db'}")
+    first = study.trials[0]
+    assert first.user_attrs["family"] == "logreg" and first.user_attrs["baseline"].startswith("baseline")
+    assert json.loads(first.user_attrs["params"]) == {"C": 10.0, "class_weight": "balanced", "solver": "saga"}
+    assert json.loads(first.user_attrs["features"])["split_names"] is False
+    assert first.user_attrs["fidelity"] == 1.0 and "feat_seconds" in first.user_attrs
+    # the probes that follow reuse the baseline's featurisation: built once, cached
+    second = study.trials[1]
+    assert second.user_attrs["features"] == first.user_attrs["features"] and "feat_seconds" not in second.user_attrs
+    assert second.user_attrs["family"] in ("sgd", "complement_nb")  # the cheap linear probes come next
+    board = pd.read_csv(tmp_path / "run/leaderboard.csv")
+    assert "baseline: tfidf + logreg" in board["name"].fillna("").tolist() and "features" in board.columns
+    metrics = json.loads((tmp_path / "run/metrics.json").read_text())
+    assert req.validation.final_fit == "all" and metrics["model_rows"] == metrics["n_train"] + metrics["n_test"]
+    model_info = json.loads((tmp_path / "run/model.json").read_text())
+    model = load_model(tmp_path / "run/model.skops", model_info["sha256"])
+    proba = model.predict_proba(["def f(xs):\n    return xs[len(xs)]\n"])
+    assert proba.shape == (1, 2)
+
+
+def test_the_baseline_trial_may_run_longer_than_an_ordinary_trial():
+    from cgtrain.tune.budget import Budget
+
+    class Trial:
+        def __init__(self, number, attrs):
+            self.number, self.user_attrs = number, attrs
+
+    budget = Budget(100.0, time.time(), 25.0, 10.0)
+    assert budget.trial_limit(Trial(0, {"baseline": "baseline: tfidf + logreg"})) > 50
+    assert budget.trial_limit(Trial(1, {})) == 25.0
