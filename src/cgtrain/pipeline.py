@@ -460,7 +460,8 @@ def run_study(request, run_dir, prepared, say, progress, started: float | None =
         return parallel.run_shared_study(request, run_dir, prepared.dataset.fingerprint, grid, say, progress,
                                          started or time.time())
     study = studies.open_study(f"sqlite:///{run_dir / 'study.db'}", request, grid)
-    pin_fingerprint(study, prepared.dataset.fingerprint)
+    studies.pin_fingerprint(study, prepared.dataset.fingerprint, "--resume: the study's trials",
+                            "start a new --run-dir")
     requeued = studies.requeue_stale(study)
     if requeued:
         say(f"resume: {requeued} interrupted trial(s) queued again with the same parameters")
@@ -520,16 +521,6 @@ class _NoInterruptTraceback(logging.Filter):
 
 
 logging.getLogger("optuna.study._optimize").addFilter(_NoInterruptTraceback())
-
-
-def pin_fingerprint(study: optuna.Study, fingerprint: str) -> None:
-    """The study's trials were scored on this data: record it once, refuse to continue on other data."""
-    pinned = study.user_attrs.get("dataset_fingerprint")
-    if pinned is None:
-        study.set_user_attr("dataset_fingerprint", fingerprint)
-    elif pinned != fingerprint:
-        raise RunDirError(f"--resume: the study's trials were scored on dataset {pinned}, the data now is "
-                          f"{fingerprint}; restore the data, or start a new --run-dir")
 
 
 def requeue_interrupted(study: optuna.Study, first_new: int) -> int:

@@ -240,12 +240,8 @@ def prepare_study(request: TrainingRequest, run_dir: Path, fingerprint: str, gri
         raise RunDirError(f"the study {study.study_name} in {uri.split('@')[-1]} was started by another request "
                           f"(it differs in: {', '.join(changed)}); set another hpo.study_name, or use the same request")
     study.set_user_attr("request", now)
-    pinned = study.user_attrs.get("dataset_fingerprint")
-    if pinned is None:
-        study.set_user_attr("dataset_fingerprint", fingerprint)
-    elif pinned != fingerprint:
-        raise RunDirError(f"the study {study.study_name} in {uri} was scored on dataset {pinned}, the data now is "
-                          f"{fingerprint}; restore the data, or set another hpo.study_name")
+    studies.pin_fingerprint(study, fingerprint, f"the study {study.study_name} in {uri.split('@')[-1]}",
+                            "set another hpo.study_name")
     return uri, study
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import optuna
 import pandas as pd
 
+from cgtrain.errors import RunDirError
 from cgtrain.evaluate.resources import measure
 from cgtrain.models import FAMILIES
 from cgtrain.plugins import Registry
@@ -283,3 +284,14 @@ def pareto_front(study: optuna.Study, goals: list[str]) -> list[dict[str, Any]]:
                                                                      else -1), t.number))
     return [{"trial": t.number, "family": t.user_attrs.get("family"), "params": json.loads(t.user_attrs["params"]),
              **{g if g != "metric" else "cv_metric": v for g, v in zip(goals, t.values)}} for t in front]
+
+
+def pin_fingerprint(study: optuna.Study, fingerprint: str, where: str, fix: str) -> None:
+    """The study's trials were scored on this data: record it once, refuse to go on with other data.
+    `where` names the study in the message, `fix` says what to do instead."""
+    pinned = study.user_attrs.get("dataset_fingerprint")
+    if pinned is None:
+        study.set_user_attr("dataset_fingerprint", fingerprint)
+    elif pinned != fingerprint:
+        raise RunDirError(f"{where} was scored on dataset {pinned}, the data now is {fingerprint}; "
+                          f"restore the data, or {fix}")
