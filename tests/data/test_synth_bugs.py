@@ -369,3 +369,11 @@ def test_deterministic_per_seed(tmp_path: Path):
     assert a != c
     first = json.loads(a.decode().splitlines()[0])
     assert (src / first["source"]).is_file()  # groups/sources are relative to source_dir
+
+
+def test_mutations_module_and_dataset_module_share_one_implementation():
+    from cgtrain.data import synth_bugs, synth_mutations
+
+    for name in ("BUG_KINDS", "normalise", "mutate", "applicable_kinds"):
+        assert getattr(synth_bugs, name) is getattr(synth_mutations, name)
+    assert set(synth_bugs.__all__) >= {"bug_location", "generate_rows", "write_dataset", "SynthStats"}

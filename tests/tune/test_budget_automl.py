@@ -6,7 +6,7 @@ import optuna
 
 from cgtrain import pipeline
 from cgtrain.automl import build_request
-from cgtrain.tune.automl import fidelity_levels, start_params
+from cgtrain.tune.automl import CODE_TREE_NAME, fidelity_levels, start_params
 
 BUDGET = 15.0
 
@@ -21,7 +21,13 @@ def test_budgeted_run_holds_its_budget_and_probes_cheap_families_first(tmp_path,
     assert elapsed <= BUDGET * 1.05, f"{elapsed:.1f}s for a {BUDGET}s budget"
     study = optuna.load_study(study_name="cgtrain", storage=f"sqlite:///{tmp_path / 'run/study.db'}")
     families = [t.user_attrs.get("family") for t in study.trials]
-    assert families[:2] == ["logreg", "linear_svm"]  # probes, cheapest first
+    named = [t.user_attrs.get("baseline") for t in study.trials]
+    # the anytime defaults first (on code: the linear baseline, then LightGBM when it fits), then probes cheapest first
+    assert families[0] == "logreg" and named[0].startswith("baseline")
+    if families[1:2] == ["lightgbm"]:
+        assert named[1] == CODE_TREE_NAME and study.trials[1].user_attrs["fidelity"] == 1.0
+    probes = [f for f, n in zip(families, named) if n is None]
+    assert "textcnn" not in probes[:2]  # the dearest family never goes first (linear_svm's probe may not fit)
     assert study.user_attrs["automl"]["budget_s"] == BUDGET
     assert (tmp_path / "run/model.skops").is_file() and result.metrics["test"]["f1"] >= 0
     assert json.loads((tmp_path / "run/ensemble.json").read_text())["method"] == "auto"

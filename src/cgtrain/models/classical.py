@@ -60,7 +60,7 @@ def _lightgbm_kwargs(p, seed):
     return dict(n_estimators=p["n_estimators"], learning_rate=p["learning_rate"], num_leaves=p["num_leaves"],
                 min_child_samples=p["min_child_samples"], colsample_bytree=p["colsample_bytree"],
                 reg_lambda=p["reg_lambda"], random_state=seed, deterministic=True, force_col_wise=True,
-                n_jobs=p["n_jobs"], verbose=-1)
+                n_jobs=p["n_jobs"], verbose=-1, **({"max_bin": int(p["max_bin"])} if p.get("max_bin") else {}))
 
 
 def _lightgbm(p, seed, class_weight):
@@ -114,7 +114,8 @@ register_family(Family(
     },
     defaults={"n_estimators": 200, "learning_rate": 0.1, "num_leaves": 31, "min_child_samples": 20,
               "colsample_bytree": 0.3, "reg_lambda": 1.0, "n_jobs": 2},
-    extra_params=frozenset({"select_k"})))
+    # max_bin: histogram bins per column (TF-IDF n-gram columns hold few distinct values: 15 lose nothing there)
+    extra_params=frozenset({"select_k", "max_bin"})))
 
 register_family(Family(
     name="ridge", build=_ridge, description="L2-regularised linear regression", tasks=frozenset({"regression"}),

@@ -307,3 +307,18 @@ register_family(Family(
         "pair_weight": {"type": "float", "low": 0.0, "high": 2.0},
     },
     defaults={"lr": 1e-4, "loc_weight": 1.0, "pair_weight": 1.0, "epochs": 3, "batch_size": 16, "patience": 2}))
+
+# `bug_spotter`: the same token supervision (bug tokens of a pair) on a linear model over hashed
+# context features; seconds on CPU where bug_locator needs an encoder (cgtrain/features/bug_spotter.py).
+from cgtrain.features.bug_spotter import build as _build_spotter  # noqa: E402
+
+register_family(Family(
+    name="bug_spotter", build=_build_spotter, input="code", tasks=frozenset({"binary"}),
+    extra_params=frozenset({"epochs", "n_features", "find_pairs"}),
+    description="token-level bug spotter (bug tokens of clean/flawed pairs vs clean tokens, hashed context and "
+                "data-flow features, linear), max-pooled to a function score; fast on CPU",
+    default_space={
+        "alpha": {"type": "float", "low": 1e-6, "high": 1e-4, "log": True},
+        "negatives": {"type": "int", "low": 10, "high": 80, "log": True},
+    },
+    defaults={"alpha": 1e-5, "negatives": 30, "epochs": 20}))

@@ -64,6 +64,7 @@ _CGTRAIN = {
     "cgtrain.models.hf.finetune.HFClassifier", "cgtrain.models.hf.embed.HFEmbedClassifier",
     "cgtrain.models.ensemble.EnsembleModel",
     "cgtrain.models.linear.SGDText", "cgtrain.features.selection.Chi2Select", "cgtrain.models.locator.BugLocator",
+    "cgtrain.features.bug_spotter.BugSpotter",
     "cgtrain.models.unsupervised.IsolationForestDetector", "cgtrain.models.unsupervised.AutoencoderDetector",
     "cgtrain.models.unsupervised.HDBSCANClusterer",
 }
