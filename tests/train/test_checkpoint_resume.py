@@ -6,18 +6,18 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.kill import kill_when
 import torch
 
 from cgtrain.models.neural import NeuralClassifier
-from cgtrain.train import checkpoint as ckpt
-from cgtrain.train.checkpoint import DirStore, MemoryStore, capture_rng, from_bytes, pack, restore_rng, to_bytes, unpack
-from cgtrain.train.data import SequenceData
-from cgtrain.train.loop import Hooks, TrainConfig, train
+from cgtrain.engine import checkpoint as ckpt
+from cgtrain.engine.checkpoint import DirStore, MemoryStore, capture_rng, from_bytes, pack, restore_rng, to_bytes, unpack
+from cgtrain.engine.data import SequenceData
+from cgtrain.engine.loop import Hooks, TrainConfig, train
 
 torch.set_num_threads(1)
 HERE = Path(__file__).resolve().parent
@@ -144,18 +144,11 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path):
     script.write_text(CHILD.format(here=str(HERE)))
     run_dir = tmp_path / "ckpt"
     child = subprocess.Popen([sys.executable, str(script), str(run_dir)], stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    try:
-        while True:  # 32 steps in all; kill once a checkpoint at step >= 11 exists
-            seen = checkpoint_step(run_dir)
-            if seen is not None and seen[0] >= 11:
-                break
-            assert child.poll() is None, child.stderr.read().decode()[-2000:]
-            assert time.monotonic() < deadline
-            time.sleep(0.005)
-    finally:
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait()
+    def at_step_11() -> bool:  # 32 steps in all; kill once a checkpoint at step >= 11 exists
+        seen = checkpoint_step(run_dir)
+        return seen is not None and seen[0] >= 11
+
+    kill_when(child, at_step_11, timeout=120, poll=0.005, what="a checkpoint at step 11")
     step, done = checkpoint_step(run_dir)
     assert child.returncode == -signal.SIGKILL and not done and step < 32
 

@@ -8,10 +8,10 @@ from optuna.distributions import FloatDistribution
 from sklearn.linear_model import LogisticRegression
 
 from cgtrain.models.ensemble import EnsembleModel, beats, greedy_weights
-from cgtrain.registry.artifacts import load_model, save_model
-from cgtrain.tune.ensembles import choose_ensemble
+from cgtrain.artifacts.files import load_model, save_model
+from cgtrain.tune.ensemble_select import choose_ensemble
 from cgtrain.tune.hooks import save_oof
-from conftest import make_request
+from helpers.requests import parsed_request as make_request
 
 RNG = np.random.default_rng(0)
 Y = RNG.integers(0, 2, 300)

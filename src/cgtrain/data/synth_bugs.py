@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from cgtrain.fsutil import atomic_write_text
+from cgtrain.features.codetext import (_FUNC_TYPES,  # noqa: F401 (normalise, bug_location: re-exported)
+                                       _is_string_stmt, _normal_tree, _parse, bug_location, normalise)
 
 BUG_KINDS: tuple[str, ...] = (
     "swapped_args", "wrong_binary_operator", "wrong_comparison", "and_or_swap",
@@ -34,7 +36,6 @@ BUG_KINDS: tuple[str, ...] = (
 
 _SKIP_DIRS = frozenset({"site-packages", "test", "tests", "idle_test", "__pycache__"})
 _MIN_BODY_LINES, _MAX_BODY_LINES = 3, 80
-_FUNC_TYPES = (ast.FunctionDef, ast.AsyncFunctionDef)
 _SCOPE_TYPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef,
                 ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
 # Operators are only swapped within a precedence level so unparse adds no tell-tale parentheses.
@@ -81,44 +82,6 @@ class _Candidate:
     group: str    # dotted module name
     source: str   # file path relative to the source root
     segment: str  # the function's source lines, decorators included, still indented
-
-
-def normalise(func_source: str) -> str:
-    """Canonical text of a function: re-unparsed, docstrings removed, `a or (b or c)` flattened."""
-    return ast.unparse(_normal_tree(_parse(func_source)))
-
-
-def _parse(source: str) -> ast.Module:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # invalid escapes etc. in old code are not our concern
-        return ast.parse(source)
-
-
-def _normal_tree(tree: ast.AST) -> ast.AST:
-    """Strip docstrings and flatten nested same-op BoolOps, in place (one walk: speed)."""
-    for node in ast.walk(tree):
-        if isinstance(node, (*_FUNC_TYPES, ast.ClassDef)):
-            while node.body and _is_string_stmt(node.body[0]):
-                node.body.pop(0)
-            node.body = node.body or [ast.Pass()]
-        elif isinstance(node, ast.BoolOp):
-            # An and/or swap can nest a BoolOp in one of the same kind, which unparse prints
-            # with parentheses real code rarely has: a label leak. Flatten clean code too.
-            node.values = _flat_values(node)
-    return tree
-
-
-def _flat_values(node: ast.BoolOp) -> list[ast.expr]:
-    out: list[ast.expr] = []
-    for v in node.values:
-        same = isinstance(v, ast.BoolOp) and type(v.op) is type(node.op)
-        out.extend(_flat_values(v) if same else [v])
-    return out
-
-
-def _is_string_stmt(stmt: ast.stmt) -> bool:
-    return (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
-            and isinstance(stmt.value.value, str))
 
 
 def _compiles(func: ast.AST) -> bool:
@@ -521,38 +484,6 @@ def _rows(seed: int, max_functions: int, roots: list[tuple[Path, list[Path]]],
                "bug_line": None, "bug_start": None, "bug_end": None}
         yield {"id": f"{cand.id}:{kind}:0", "code": mutant, "label": 1, "bug_kind": kind, **base,
                "bug_line": line, "bug_start": start, "bug_end": end}
-
-
-_OPERATOR_CHARS = frozenset("<>=!+-*/%&|^~@")
-
-
-def _char_class(c: str) -> int:
-    return 1 if c.isalnum() or c == "_" else 2 if c in _OPERATOR_CHARS else 0
-
-
-def bug_location(clean: str, mutant: str) -> tuple[int, int, int]:
-    """Where `mutant` differs from `clean`: (1-based line, start, end) with [start, end) character offsets
-    into `mutant`, widened to whole names / numbers / operators (`<` -> `<=` marks `<=`)."""
-    n = min(len(clean), len(mutant))
-    start = next((i for i in range(n) if clean[i] != mutant[i]), n)
-    tail = next((i for i in range(n - start) if clean[-1 - i] != mutant[-1 - i]), n - start)
-    end = max(start, len(mutant) - tail)
-    if start == end:  # a pure deletion: mark the token it cut (`<=` -> `<`), else the next (`not x` -> `x`)
-        if not (start > 0 and _char_class(mutant[start - 1])):
-            while start < len(mutant) and mutant[start].isspace():
-                start += 1
-        start = start - 1 if start == len(mutant) or (start > 0 and _char_class(mutant[start - 1])) else start
-        start = max(0, start)
-        end = min(len(mutant), start + 1)
-    while start > 0 and _char_class(mutant[start - 1]) and _char_class(mutant[start - 1]) == _char_class(mutant[start]):
-        start -= 1
-    while end < len(mutant) and _char_class(mutant[end]) and _char_class(mutant[end]) == _char_class(mutant[end - 1]):
-        end += 1
-    while start < end and mutant[start].isspace():
-        start += 1
-    while end > start and mutant[end - 1].isspace():
-        end -= 1
-    return mutant.count("\n", 0, start) + 1, start, end
 
 
 def generate_rows(seed: int = 0, max_functions: int = 5000,

@@ -33,7 +33,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
-from cgtrain.data.synth_bugs import bug_location
+from cgtrain.features.codetext import bug_location
 from cgtrain.evaluate.metrics import METRICS, score
 from cgtrain.models.base import Family, register_family
 from cgtrain.models.hf import encoder as enc
@@ -42,8 +42,9 @@ from cgtrain.models.hf.common import EncoderBacked
 from cgtrain.models.hf.lossfn import loss_as_logits
 from cgtrain.models.hf.net import pool
 from cgtrain.models.hf.tokens import codes_of
-from cgtrain.train.checkpoint import DirStore
-from cgtrain.train.loop import TrainConfig, resolve_device, train
+from cgtrain.engine.checkpoint import DirStore
+from cgtrain.engine.device import resolve_device
+from cgtrain.engine.loop import TrainConfig, train
 
 _TRAIN_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "warmup_frac", "patience", "device")
 SCRATCH = dict(num_hidden_layers=2, hidden_size=128, num_attention_heads=2, intermediate_size=512)
@@ -298,6 +299,7 @@ _SETTABLE = frozenset(inspect.signature(BugLocator.__init__).parameters) - {"sel
 
 register_family(Family(
     name="bug_locator", build=_build, input="code", extra_params=_SETTABLE, check_params=enc.check_params,
+    epoch_validation=True,
     tasks=frozenset({"binary"}),
     description="encoder + function head + token pointer to the bug (BugLab/GREAT), pairs ranked; "
                 "model_path: a `cgtrain pretrain` directory, else a small transformer from scratch",

@@ -23,7 +23,7 @@ from cgtrain.models.hf.cache import ShardCache, settings_key
 from cgtrain.models.hf.common import EncoderBacked, batched, files_digest
 from cgtrain.models.hf.net import pool
 from cgtrain.models.hf.tokens import codes_of
-from cgtrain.train.loop import resolve_device
+from cgtrain.engine.device import resolve_device
 
 HEADS = ("logreg", "lightgbm")
 
