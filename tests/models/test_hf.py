@@ -121,7 +121,7 @@ CHILD = """
 import sys
 import torch
 torch.set_num_threads(1)
-sys.path.insert(0, {here!r})
+sys.path[:0] = [{here!r}, {tests!r}]  # the test module, and the helpers package it imports
 import time
 import test_hf as t
 from cgtrain.models.hf.net import EncoderClassifier
@@ -176,7 +176,7 @@ def step_reached(directory: Path, step: int):
 def test_sigkill_then_resume_is_bit_identical(tmp_path, one_thread, tiny_encoder_dir, encoder):
     model_path = str(tiny_encoder_dir if encoder == "tiny" else MINILM)
     script = tmp_path / "child.py"
-    script.write_text(CHILD.format(here=str(HERE)))
+    script.write_text(CHILD.format(here=str(HERE), tests=str(HERE.parent)))
     run_dir = tmp_path / "ckpt"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parents[1] / "src"), os.environ.get("PYTHONPATH", "")])}
     child = subprocess.Popen([sys.executable, str(script), str(run_dir), model_path], stderr=subprocess.PIPE, env=env)

@@ -119,7 +119,7 @@ def estimator():
 CHILD = """
 import sys, time, torch
 torch.set_num_threads(1)
-sys.path.insert(0, {here!r})
+sys.path[:0] = [{here!r}, {tests!r}]  # the test module, and the helpers package it imports
 import test_checkpoint_resume as t
 from cgtrain.models.neural import TextCNN
 # slow each training step down (numbers unchanged) so the parent can kill it mid-run
@@ -141,7 +141,7 @@ def checkpoint_step(directory: Path):
 
 def test_sigkill_then_resume_is_bit_identical(tmp_path):
     script = tmp_path / "child.py"
-    script.write_text(CHILD.format(here=str(HERE)))
+    script.write_text(CHILD.format(here=str(HERE), tests=str(HERE.parent)))
     run_dir = tmp_path / "ckpt"
     child = subprocess.Popen([sys.executable, str(script), str(run_dir)], stderr=subprocess.PIPE)
     def at_step_11() -> bool:  # 32 steps in all; kill once a checkpoint at step >= 11 exists
