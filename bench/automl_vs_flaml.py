@@ -178,14 +178,16 @@ def suite(work: Path, code_rows: int, tables_only: bool = False) -> list[Case]:
 
 # --- the two sides ------------------------------------------------------------------------------
 def run_cgtrain(case: Case, budget: float, run_dir: Path):
-    from cgtrain import pipeline
-    from cgtrain.automl import build_request
+    from cgtrain.core.fit import make_featurizer
+    from cgtrain.core.prepared import model_inputs, prepare
+    from cgtrain.flows.supervised import train as train_run
+    from cgtrain.flows.automl_request import build_request
 
     # No warm start from earlier bench runs: FLAML starts cold too.
     req = build_request(case.path, budget, metric=case.metric, task=case.task, label=case.label,
                         overrides=[*case.overrides, "hpo.warm_start=false"])
     start = time.time()
-    result = pipeline.train(req, run_dir, say=lambda m: print(f"    cgtrain | {m}", flush=True))
+    result = train_run(req, run_dir, say=lambda m: print(f"    cgtrain | {m}", flush=True))
     wall = time.time() - start
     best = result.metrics["best"]
     label = best["family"] if best["family"] != "ensemble" else \
@@ -223,14 +225,16 @@ FLAML_METRIC = {("binary", "f1"): "f1", ("multiclass", "f1"): "macro_f1", ("regr
 
 
 def run_flaml(case: Case, req, budget: float, work: Path, seed: int):
-    from cgtrain import pipeline
+    from cgtrain.core.fit import make_featurizer
+    from cgtrain.core.prepared import model_inputs, prepare
+    from cgtrain.flows.supervised import train as train_run
     from cgtrain.evaluate.metrics import compute
 
     AutoML = flaml_automl()
     start = time.time()
-    p = pipeline.prepare(req, work / f"flaml-{case.name}", say=lambda m: None)  # cgtrain's split, same rows
-    train_X, test_X = pipeline.model_inputs(p, p.split.train), pipeline.model_inputs(p, p.split.test)
-    featurizer = pipeline.make_featurizer(req)
+    p = prepare(req, work / f"flaml-{case.name}", say=lambda m: None)  # cgtrain's split, same rows
+    train_X, test_X = model_inputs(p, p.split.train), model_inputs(p, p.split.test)
+    featurizer = make_featurizer(req)
     if req.dataset.code_column is not None:  # code: the TF-IDF + metrics features cgtrain fits
         train_X, test_X = featurizer.fit_transform(train_X), featurizer.transform(test_X)
     else:  # tables: the same columns, as FLAML takes them

@@ -78,7 +78,8 @@ def main() -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     from cgtrain.models import FAMILIES
-    from cgtrain.pipeline import fit_family, make_featurizer, prepare, raw_codes
+    from cgtrain.core.fit import fit_family, make_featurizer
+    from cgtrain.core.prepared import prepare, raw_codes
     from cgtrain.request import load_request
 
     req = load_request(Path(args.request), [f"dataset.path={args.data}", f"seed={args.seed}"])

@@ -34,9 +34,9 @@ import torch.nn.functional as F
 from cgtrain.models.hf.encoder import load_encoder
 from cgtrain.models.hf.net import EncoderClassifier
 from cgtrain.models.hf.tokens import CodeTokens, Truncation
-from cgtrain.train.data import plan_epoch
-from cgtrain.train.loop import Hooks, TrainConfig, train
-from cgtrain.train.schedules import lr_factor, make_optimizer, set_lr
+from cgtrain.engine.data import plan_epoch
+from cgtrain.engine.loop import Hooks, TrainConfig, train
+from cgtrain.engine.schedules import lr_factor, make_optimizer, set_lr
 
 DATA = Path(__file__).resolve().parents[1] / "../shared/datasets/juliet_c_functions.jsonl.gz"
 LR, WD, WARMUP, CLIP, SEED = 5e-5, 0.01, 0.1, 1.0, 0

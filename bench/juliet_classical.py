@@ -19,7 +19,8 @@ import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from cgtrain import pipeline
+from cgtrain.core.prepared import prepare
+from cgtrain.flows.supervised import train as train_run
 from cgtrain.evaluate.metrics import compute
 from cgtrain.request import load_request
 
@@ -36,10 +37,10 @@ def main() -> None:
     shutil.rmtree(args.run_dir, ignore_errors=True)
 
     start = time.perf_counter()
-    result = pipeline.train(request, args.run_dir, say=lambda m: print(m, flush=True))
+    result = train_run(request, args.run_dir, say=lambda m: print(m, flush=True))
     ours_s = time.perf_counter() - start
 
-    prepared = pipeline.prepare(request, Path(args.run_dir) / "bench-baseline", say=lambda m: None)
+    prepared = prepare(request, Path(args.run_dir) / "bench-baseline", say=lambda m: None)
     codes = prepared.dataset.frame["code"].tolist()
     train, test = prepared.split.train, prepared.split.test
     start = time.perf_counter()

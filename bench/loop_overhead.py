@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from torch.nn.utils.rnn import pad_sequence
 
 from cgtrain.models.neural import KERNEL_SIZES, TextCNN
-from cgtrain.train.data import SequenceData
-from cgtrain.train.loop import TrainConfig, train
+from cgtrain.engine.data import SequenceData
+from cgtrain.engine.loop import TrainConfig, train
 
 VOCAB, N, BATCH, LR, WD, CLIP, SEED = 2000, 1024, 32, 1e-3, 0.01, 1.0, 0
 # CPU seconds of this process by default: with one torch thread they count our work only, so a busy

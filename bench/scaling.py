@@ -28,7 +28,7 @@ JULIET = Path("/work/shared/datasets/juliet_c_functions.jsonl.gz")
 def bench_workers(trials: int, rows: int) -> None:
     import optuna
 
-    from cgtrain import pipeline
+    from cgtrain.flows.supervised import train as train_run
     from cgtrain.data.synth_bugs import write_dataset
     from cgtrain.request import parse_request
     from cgtrain.tune import parallel
@@ -44,7 +44,7 @@ def bench_workers(trials: int, rows: int) -> None:
                         "storage": f"journal:{Path(tmp) / f'w{workers}' / parallel.JOURNAL_FILE}"},
                 "validation": {"folds": 3}, "qa": {"enabled": False}})
             start = time.perf_counter()
-            pipeline.train(req, Path(tmp) / f"w{workers}", say=lambda _m: None)
+            train_run(req, Path(tmp) / f"w{workers}", say=lambda _m: None)
             wall = time.perf_counter() - start
             study = optuna.load_study(study_name="cgtrain", storage=parallel.open_storage(
                 req.hpo.storage))
@@ -59,7 +59,7 @@ def _ddp_data(rows: int):
     import numpy as np
     import scipy.sparse as sp
 
-    from cgtrain.train import SparseData
+    from cgtrain.engine import SparseData
 
     rng = np.random.default_rng(0)
     X = sp.csr_matrix(rng.random((rows, 2000)) * (rng.random((rows, 2000)) < 0.02))
@@ -72,8 +72,8 @@ def _ddp_rank(rows: int, epochs: int) -> tuple[float, int]:
     import torch
 
     from cgtrain.models.neural import SparseMLP
-    from cgtrain.train import TrainConfig
-    from cgtrain.train.loop import train
+    from cgtrain.engine import TrainConfig
+    from cgtrain.engine.loop import train
 
     torch.set_num_threads(1)
     data = _ddp_data(rows)
@@ -85,7 +85,7 @@ def _ddp_rank(rows: int, epochs: int) -> tuple[float, int]:
 
 
 def bench_ddp(rows: int) -> None:
-    from cgtrain.train.distributed import launch
+    from cgtrain.engine.distributed import launch
 
     for nproc in (1, 2):
         start = time.perf_counter()

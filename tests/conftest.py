@@ -9,7 +9,7 @@ import pytest
 def mlflow_store(tmp_path_factory):
     """directory -> URI of a migrated empty MLflow store there. The store is migrated once per
     session (MLflow's schema migrations take seconds) and copied for each caller."""
-    from cgtrain.track.mlflow_tracking import tracking_client
+    from cgtrain.track.store import tracking_client
 
     template = tmp_path_factory.getbasetemp() / "mlflow-template" / "mlflow.db"
 

@@ -6,7 +6,7 @@ import pytest
 import scipy.sparse as sp
 
 from cgtrain.models import FAMILIES
-from cgtrain.registry.artifacts import UnsafeModelError, load_model, save_model
+from cgtrain.artifacts.files import UnsafeModelError, load_model, save_model
 
 
 class WritesMarker:

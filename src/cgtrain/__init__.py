@@ -9,8 +9,6 @@ The public API (imported lazily, so `import cgtrain` stays light):
 """
 from __future__ import annotations
 
-import sys
-import types
 from importlib import import_module
 from typing import Any
 
@@ -24,27 +22,9 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 _LAZY = {
     "train": "cgtrain.api", "automl": "cgtrain.api", "load": "cgtrain.api", "Model": "cgtrain.api",
     "TrainResult": "cgtrain.api", "TrainingRequest": "cgtrain.request", "RequestError": "cgtrain.request",
-    "CgtrainError": "cgtrain.errors", "UnsafeModelError": "cgtrain.registry.artifacts",
+    "CgtrainError": "cgtrain.errors", "UnsafeModelError": "cgtrain.artifacts.files",
 }
 __all__ = sorted([*_LAZY, "__version__"])
-
-
-# `cgtrain.train` and `cgtrain.automl` are the API's functions, yet the package also has the
-# submodules `cgtrain/train/` (the PyTorch loop) and `cgtrain/automl.py` (the AutoML request).
-# Python binds a submodule on its parent when it is imported, which would replace the function;
-# this module class keeps the functions. `from cgtrain.train.loop import ...` is unaffected
-# (imports go through sys.modules); to reach the submodule object, use sys.modules or importlib.
-_API_NAMES = ("train", "automl")
-
-
-class _Package(types.ModuleType):
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _API_NAMES and isinstance(value, types.ModuleType):
-            return  # the submodule stays in sys.modules; the attribute stays the API function
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> Any:

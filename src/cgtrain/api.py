@@ -15,11 +15,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from cgtrain import rundir
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-    from cgtrain.predict import Predictor
+    from cgtrain.serve.predictor import Predictor
     from cgtrain.request import TrainingRequest
 
 
@@ -62,7 +63,7 @@ def automl(data: "str | Path | pd.DataFrame", label: str = "label", budget: floa
            families: Sequence[str] | None = None, seed: int = 0, track: bool = False,
            tracking_uri: str | None = None, say: Callable[[str], None] | None = None, **overrides: Any) -> TrainResult:
     """`cgtrain automl`: every family that fits the data, searched within `budget` seconds."""
-    from cgtrain.automl import build_request
+    from cgtrain.flows.automl_request import build_request
 
     run_dir = Path(run_dir) if run_dir is not None else Path("runs") / "automl"
     path = _data_path(data, run_dir)
@@ -79,7 +80,7 @@ def load(target: str | Path, trust: Iterable[str] = (), tracking_uri: str | None
     `raw=True` gives the model's own probability and the argmax label."""
     import dataclasses
 
-    from cgtrain.predict import load_predictor
+    from cgtrain.serve.predictor import load_predictor
 
     path = Path(target)
     if path.is_dir():
@@ -132,15 +133,15 @@ def _data_path(data: Any, run_dir: Path) -> Path:
 
 def _run(req, run_dir: Path, resume: bool, track: bool, tracking_uri: str | None,
          say: Callable[[str], None] | None) -> TrainResult:
-    from cgtrain import pipeline
+    from cgtrain.flows.supervised import train as train_run
 
     say = say or (lambda message: None)
-    result = pipeline.train(req, run_dir, resume=resume, say=say)
+    result = train_run(req, run_dir, resume=resume, say=say)
     if track:
-        from cgtrain.evaluate.qa import after_tracking
-        from cgtrain.track import try_log_run
+        from cgtrain.qa.checks import after_tracking
+        from cgtrain.track.mlflow_tracking import try_log_run
 
-        request_path = Path(run_dir) / "request.yaml"
+        request_path = Path(run_dir) / rundir.REQUEST
         if try_log_run(result.run_dir, tracking_uri, req.name, request_path=request_path, say=say) is not None:
             after_tracking(result.run_dir, tracking_uri, say=say)
     return TrainResult(Path(result.run_dir), result.metrics, result.leaderboard)

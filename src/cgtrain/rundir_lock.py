@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from cgtrain.errors import RunDirError
+from cgtrain import rundir
 
-LOCK_FILE = "run.lock"
+LOCK_FILE = rundir.LOCK
 
 
 def _holder(fd: int) -> dict:

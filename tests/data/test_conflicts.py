@@ -52,7 +52,7 @@ def test_keep_policy_reports_without_dropping(tmp_path):
 
 
 def test_prepare_drops_conflicts_before_splitting(tmp_path):
-    from cgtrain import pipeline
+    from cgtrain.core.prepared import dataset_record, prepare
     from cgtrain.request import TrainingRequest
 
     rows = []
@@ -67,8 +67,8 @@ def test_prepare_drops_conflicts_before_splitting(tmp_path):
     request = TrainingRequest.model_validate({"dataset": {"path": str(data), "language": "c",
                                                           "label_conflicts": "drop"},
                                               "validation": {"folds": 2, "test_fraction": 0.25}})
-    prepared = pipeline.prepare(request, tmp_path, say=lambda m: None)
+    prepared = prepare(request, tmp_path, say=lambda m: None)
     assert sorted(prepared.dataset.frame["id"]) == sorted(r["id"] for r in rows[:24])
     assert prepared.label_conflicts == {"policy": "drop", "rows": 6, "bodies": 1, "dropped": 6,
                                         "path": str(tmp_path / CONFLICTS_FILE)}
-    assert pipeline.dataset_record(request, prepared)["label_conflicts"]["dropped"] == 6
+    assert dataset_record(request, prepared)["label_conflicts"]["dropped"] == 6

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from cgtrain.request import parse_request
+from helpers.requests import parsed_request
 
 
 @pytest.fixture(scope="session")
@@ -19,10 +19,5 @@ def tiny_bugs(tmp_path_factory) -> Path:
 def study_request(tiny_bugs):
     """request(**hpo) -> a logreg study request on the tiny data."""
     def make(name: str = "dist", **hpo):
-        return parse_request({
-            "name": name, "seed": 0, "dataset": {"path": str(tiny_bugs), "language": "python"},
-            "features": {"max_features": 2000}, "candidates": [{"family": "logreg"}],
-            "hpo": {"sampler": "random", "n_trials": 4, "workers": 2, **hpo},
-            "validation": {"folds": 3, "test_fraction": 0.25}, "qa": {"enabled": False},
-        })
+        return parsed_request(tiny_bugs, "distributed", name=name, hpo=hpo)
     return make

@@ -11,8 +11,8 @@ import scipy.sparse as sp
 import torch
 
 from cgtrain.models.neural import SparseMLP
-from cgtrain.train import SparseData, TrainConfig
-from cgtrain.train.ddp_run import train_model
+from cgtrain.engine import SparseData, TrainConfig
+from cgtrain.engine.ddp_run import train_model
 
 CFG = TrainConfig(epochs=6, batch_size=24, micro_batch_size=8, lr=1e-2, patience=None, seed=0, device="cpu")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cgtrain.train import checkpoint as ckpt
+from cgtrain.engine import checkpoint as ckpt
 
 SCRIPT = Path(__file__).with_name("ddp_script.py")
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,7 +77,7 @@ def test_ddp_neural_family_trains_with_train_distributed():
     import ddp_script
     from cgtrain.models.neural import NeuralClassifier
     from cgtrain.request import DistributedConfig, TrainSection
-    from cgtrain.train.distributed import fit_with
+    from cgtrain.engine.distributed import fit_with
 
     X, y = ddp_script.data().X, ddp_script.data().y.numpy()
     make = lambda: NeuralClassifier(net="mlp", width=16, dropout=0.0, epochs=2, batch_size=24, patience=None)  # noqa: E731

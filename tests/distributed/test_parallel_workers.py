@@ -1,15 +1,15 @@
 """hpo.workers: N worker processes on one shared study (JournalStorage, PostgreSQL); kill -9 of a worker."""
 import os
-import signal
-import threading
-import time
 import uuid
 
 import optuna
 import pytest
+from helpers.kill import TrialWorkerKiller
 from typer.testing import CliRunner
 
-from cgtrain import pipeline
+from cgtrain.core.runs import open_run
+from cgtrain.core.prepared import prepare
+from cgtrain.flows.supervised import train as train_run
 from cgtrain.request import RequestError, parse_request
 from cgtrain.tune import parallel
 from cgtrain.tune import study as studies
@@ -32,12 +32,12 @@ def test_worker_journal_two_workers_resume_and_complete_exactly_n_trials(tmp_pat
     """A run killed with a trial RUNNING, resumed with hpo.workers=2: the trial is retried, n_trials exact."""
     req = study_request(n_trials=4, workers=2)
     run, said = tmp_path / "run", []
-    prepared = pipeline.open_run(req, run, resume=False, say=said.append)[2]  # the killed run's first steps
+    prepared = open_run(req, run, resume=False, say=said.append)[2]  # the killed run's first steps
     _, study = parallel.prepare_study(req, run, prepared.dataset.fingerprint, None, said.append)
     left = study.ask()  # its lead and workers died here: the trial stays RUNNING
     left.set_user_attr("worker", {"host": "gone", "pid": 1})
 
-    result = pipeline.train(req, run, resume=True, say=said.append)
+    result = train_run(req, run, resume=True, say=said.append)
     assert (run / parallel.JOURNAL_FILE).is_file() and not (run / "study.db").exists()
     study = _study(f"journal:{run / parallel.JOURNAL_FILE}")
     _check_exact(study, 4)
@@ -49,35 +49,16 @@ def test_worker_journal_two_workers_resume_and_complete_exactly_n_trials(tmp_pat
     assert all(t.user_attrs["worker"]["pid"] != os.getpid() for t in study.trials)  # run by worker processes
     assert any("2 worker process(es)" in s for s in said)
     with pytest.raises(Exception, match="already holds a run"):  # a fresh run into the same dir is refused
-        pipeline.train(req, run, say=said.append)
+        train_run(req, run, say=said.append)
 
 
 def test_worker_sigkill_mid_trial_is_retried_and_count_exact(tmp_path, study_request):
     req = study_request(n_trials=5, workers=2)
     journal = tmp_path / "run" / parallel.JOURNAL_FILE
-    killed = {}
-
-    def killer():  # kill -9 the first worker seen running a trial (its pid is in the trial)
-        deadline = time.time() + 150
-        while time.time() < deadline and not killed:
-            time.sleep(0.05)
-            if not journal.exists():
-                continue
-            try:
-                trials = _study(f"journal:{journal}").get_trials(states=(optuna.trial.TrialState.RUNNING,))
-            except Exception:  # noqa: BLE001 - the study may not exist yet
-                continue
-            for t in trials:
-                if "worker" in t.user_attrs and "family" in t.user_attrs:
-                    os.kill(t.user_attrs["worker"]["pid"], signal.SIGKILL)
-                    killed[t.number] = t.params
-                    return
-
-    thread = threading.Thread(target=killer, daemon=True)
-    thread.start()
     said = []
-    pipeline.train(req, tmp_path / "run", say=said.append)
-    thread.join(timeout=5)
+    with TrialWorkerKiller(lambda: _study(f"journal:{journal}") if journal.exists() else None, marker="worker", timeout=150) as killer:  # kill -9 a worker mid-trial
+        train_run(req, tmp_path / "run", say=said.append)
+    killed = killer.killed
     assert killed, "no trial was seen running"
     (number, params), = killed.items()
     study = _study(f"journal:{journal}")
@@ -110,7 +91,7 @@ def test_worker_postgres_two_workers_complete_exactly_n_trials(tmp_path, study_r
     uri = f"{PG}?options=-csearch_path%3D{schema}"
     try:
         req = study_request(n_trials=3, workers=2, storage=uri, study_name=schema)
-        pipeline.train(req, tmp_path / "run", say=lambda _m: None)
+        train_run(req, tmp_path / "run", say=lambda _m: None)
         storage = parallel.open_storage(uri)
         _check_exact(optuna.load_study(study_name=schema, storage=storage), 3)
         storage.engine.dispose()
@@ -121,10 +102,10 @@ def test_worker_postgres_two_workers_complete_exactly_n_trials(tmp_path, study_r
 
 def test_worker_cli_joins_a_study_in_process(tmp_path, study_request):
     """`cgtrain worker --study URI --run-dir DIR`: what a second machine runs (here: in-process, journal)."""
-    from cgtrain.cli_service import app
+    from cgtrain.cli.service import app
 
     req = study_request(n_trials=2, workers=2)
-    prepared = pipeline.prepare(req, tmp_path / "lead", lambda _m: None)
+    prepared = prepare(req, tmp_path / "lead", lambda _m: None)
     uri, _ = parallel.prepare_study(req, tmp_path / "lead", prepared.dataset.fingerprint, None, lambda _m: None)
     out = CliRunner().invoke(app, ["worker", "--study", uri, "--run-dir", str(tmp_path / "remote")])
     assert out.exit_code == 0, out.output

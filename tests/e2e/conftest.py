@@ -1,17 +1,9 @@
 """Tiny end-to-end fixtures: a small synthetic-bug dataset and a fast request."""
 import json
-import os
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import pytest
-import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-# One MLflow store for the whole session: a new one spends seconds creating its tables.
-MLFLOW_URI = f"sqlite:///{tempfile.mkdtemp(prefix='cgtrain-mlflow-')}/mlflow.db"
 
 
 @pytest.fixture(scope="session")
@@ -44,32 +36,3 @@ def easy_jsonl(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("easy") / "easy.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
-
-
-def write_request(directory: Path, data_path: Path, **sections) -> Path:
-    request = {
-        "name": "tiny", "seed": 0,
-        "dataset": {"path": str(data_path), "segment_columns": ["bug_kind"], "language": "python"},
-        "features": {"max_features": 5000},
-        "candidates": [{"family": "logreg"}, {"family": "lightgbm", "params": {"n_estimators": 50}}],
-        "hpo": {"sampler": "tpe", "n_trials": 3},
-        "validation": {"folds": 3, "test_fraction": 0.25},
-    }
-    for key, value in sections.items():
-        request[key] = {**request.get(key, {}), **value} if isinstance(value, dict) else value
-    path = directory / "request.yaml"
-    path.write_text(yaml.safe_dump(request))
-    return path
-
-
-def cgtrain(*args, check=False, **kwargs) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "COLUMNS": "200", "MLFLOW_TRACKING_URI": MLFLOW_URI}
-    proc = subprocess.run([sys.executable, "-m", "cgtrain", *map(str, args)], capture_output=True, text=True,
-                          env=env, cwd=kwargs.pop("cwd", ROOT), timeout=kwargs.pop("timeout", 600), **kwargs)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"cgtrain {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]

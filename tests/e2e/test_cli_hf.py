@@ -1,7 +1,8 @@
 """A pre-trained encoder family through the CLI: `cgtrain train` -> run dir -> `cgtrain predict`."""
 import json
 
-from conftest import cgtrain, read_jsonl, write_request
+from helpers.cli import cgtrain, read_jsonl
+from helpers.requests import write_request
 
 
 def test_hf_embed_trains_and_predicts_from_the_run_dir(tmp_path, easy_jsonl, monkeypatch):

@@ -1,7 +1,8 @@
 """The smaller commands: schema, families, synth-bugs, validate."""
 import json
 
-from conftest import cgtrain, read_jsonl
+from helpers.cli import cgtrain, read_jsonl
+from helpers.requests import write_request
 
 
 def test_schema_prints_the_generated_json_schema(tmp_path):
@@ -39,3 +40,17 @@ def test_validate_prints_the_request_as_it_would_run(tmp_path):
     (tmp_path / "d.jsonl").write_text('{"code": "x", "label": 0}\n')
     proc = cgtrain("validate", req, "hpo.n_trials=3", check=True)
     assert "valid" in proc.stdout and "n_trials: 3" in proc.stdout
+
+
+def test_train_json_is_one_object_on_stdout_with_the_progress_on_stderr(tmp_path, bugs_jsonl):
+    req = write_request(tmp_path, bugs_jsonl, candidates=[{"family": "logreg"}], hpo={"n_trials": 1},
+                        qa={"enabled": False})
+    proc = cgtrain("train", req, "--run-dir", tmp_path / "run", "--no-track", "--json", check=True)
+    record = json.loads(proc.stdout)  # all of stdout is the one object: a pipeline can parse it as is
+    assert record["test"] == json.loads((tmp_path / "run" / "metrics.json").read_text())["test"]
+    assert record["model"] == str(tmp_path / "run" / "model.skops") and record["best"]["family"] == "logreg"
+    assert "leaderboard" in proc.stderr and "held-out test" in proc.stderr
+
+    quiet = cgtrain("train", req, "--run-dir", tmp_path / "quiet", "--no-track", "-q", check=True)
+    assert quiet.stdout == f"{tmp_path / 'quiet' / 'model.skops'}\n"
+    assert "leaderboard" not in quiet.stderr and "trials" not in quiet.stderr

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from conftest import cgtrain, read_jsonl
+from helpers.cli import cgtrain, read_jsonl
 
 
 def request_file(tmp_path, **request) -> str:

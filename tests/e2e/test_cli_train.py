@@ -10,7 +10,8 @@ import time
 import optuna
 import pytest
 
-from conftest import MLFLOW_URI, ROOT, cgtrain, read_jsonl, write_request
+from helpers.cli import MLFLOW_URI, ROOT, cgtrain, read_jsonl
+from helpers.requests import write_request
 
 
 def test_train_writes_a_complete_run_and_learns_a_learnable_flaw(tmp_path, easy_jsonl):

@@ -85,7 +85,7 @@ def test_run_dir_that_is_a_file_is_one_line(tiny, tmp_path):
 
 
 def test_an_undefined_metric_is_null_and_named_never_nan():
-    from cgtrain.pipeline import checked_metrics
+    from cgtrain.core.heldout import checked_metrics
 
     said = []
     out = checked_metrics({"test": {"roc_auc": float("nan"), "f1": 0.5}, "baseline_majority": {"mcc": float("inf")},

@@ -82,8 +82,8 @@ def test_kill_9_then_resume_takes_over_the_stale_lock(slow):
 
 def test_a_second_process_on_a_running_run_dir_is_refused_and_the_first_finishes(slow):
     req, run = slow
-    import cgtrain.cli  # noqa: F401 - import the CLI and the pipeline here before the first run starts
-    import cgtrain.pipeline  # noqa: F401
+    import cgtrain.cli.main  # noqa: F401 - import the CLI and the pipeline here before the first run starts
+    import cgtrain.flows.supervised  # noqa: F401
     first = start("train", req, "hpo.n_trials=15", "--run-dir", run, "--no-track")
     try:
         wait_for(lambda: _mid_study(run), what="a running trial")

@@ -9,11 +9,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.kill import kill_when
 import torch
 from sklearn.base import clone
 from sklearn.metrics import log_loss
@@ -24,9 +24,9 @@ from cgtrain.models.hf import HFClassifier, HFEmbedClassifier, HFModelError, def
 from cgtrain.models.hf.encoder import tokenizer_files  # noqa: E402
 from cgtrain.models.hf.net import EncoderClassifier  # noqa: E402
 from cgtrain.models.hf.tokens import EncodedData, Truncation, special_template  # noqa: E402
-from cgtrain.registry.artifacts import load_model, save_model  # noqa: E402
-from cgtrain.train import checkpoint as ckpt  # noqa: E402
-from cgtrain.train.checkpoint import from_bytes  # noqa: E402
+from cgtrain.artifacts.files import load_model, save_model  # noqa: E402
+from cgtrain.engine import checkpoint as ckpt  # noqa: E402
+from cgtrain.engine.checkpoint import from_bytes  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 MINILM = default_model_path()
@@ -121,7 +121,7 @@ CHILD = """
 import sys
 import torch
 torch.set_num_threads(1)
-sys.path.insert(0, {here!r})
+sys.path[:0] = [{here!r}, {tests!r}]  # the test module, and the helpers package it imports
 import time
 import test_hf as t
 from cgtrain.models.hf.net import EncoderClassifier
@@ -149,21 +149,23 @@ def checkpoint_step(directory: Path):
     return progress["step"], progress["done"]
 
 
-def wait_for_step(directory: Path, step: int, child: subprocess.Popen, timeout: float = 240) -> None:
-    """Poll the child's checkpoint (parsing it only when it changed: the parent must not eat the CPU)."""
-    deadline, last = time.monotonic() + timeout, None
-    while True:
+def step_reached(directory: Path, step: int):
+    """A `ready()` for kill_when: the checkpoint holds `step`, parsed only when it changed (the parent must not
+    eat the CPU)."""
+    last = {"stamp": None}
+
+    def ready() -> bool:
         try:
             stamp = (directory / ckpt.CHECKPOINT_FILE).stat().st_mtime_ns
         except OSError:
-            stamp = None
-        if stamp is not None and stamp != last:
-            last, seen = stamp, checkpoint_step(directory)
-            if seen is not None and seen[0] >= step:
-                return
-        assert child.poll() is None, child.stderr.read().decode()[-2000:]
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+            return False
+        if stamp == last["stamp"]:
+            return False
+        last["stamp"] = stamp
+        seen = checkpoint_step(directory)
+        return seen is not None and seen[0] >= step
+
+    return ready
 
 
 @pytest.mark.parametrize("encoder", [
@@ -174,15 +176,11 @@ def wait_for_step(directory: Path, step: int, child: subprocess.Popen, timeout: 
 def test_sigkill_then_resume_is_bit_identical(tmp_path, one_thread, tiny_encoder_dir, encoder):
     model_path = str(tiny_encoder_dir if encoder == "tiny" else MINILM)
     script = tmp_path / "child.py"
-    script.write_text(CHILD.format(here=str(HERE)))
+    script.write_text(CHILD.format(here=str(HERE), tests=str(HERE.parent)))
     run_dir = tmp_path / "ckpt"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parents[1] / "src"), os.environ.get("PYTHONPATH", "")])}
     child = subprocess.Popen([sys.executable, str(script), str(run_dir), model_path], stderr=subprocess.PIPE, env=env)
-    try:
-        wait_for_step(run_dir, 7, child)  # 12 steps in all; kill once a checkpoint in the second epoch exists
-    finally:
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait()
+    kill_when(child, step_reached(run_dir, 7), timeout=240, what="a checkpoint in the second epoch (step 7 of 12)")
     step, done = checkpoint_step(run_dir)
     assert child.returncode == -signal.SIGKILL and not done and step < 12
 
@@ -332,8 +330,8 @@ def test_a_bad_model_path_fails_the_request_not_every_trial():
 def test_hf_finetune_run_dir_predicts_and_holds_a_transformers_directory(tmp_path, tiny_encoder_dir):
     from transformers import AutoModel
 
-    from cgtrain import pipeline
-    from cgtrain.predict import load_predictor
+    from cgtrain.flows.supervised import train as train_run
+    from cgtrain.serve.predictor import load_predictor
     from cgtrain.request import parse_request
 
     X, y = make_codes(48)
@@ -345,7 +343,7 @@ def test_hf_finetune_run_dir_predicts_and_holds_a_transformers_directory(tmp_pat
         "candidates": [{"family": "hf_finetune", "params": {"model_path": str(tiny_encoder_dir), "epochs": 1,
                                                              "max_length": 32, "batch_size": 8, "lr": 1e-3}}],
         "hpo": {"n_trials": 1}, "validation": {"folds": 2, "test_fraction": 0.25}})
-    result = pipeline.train(request, tmp_path / "run", say=lambda *_: None)
+    result = train_run(request, tmp_path / "run", say=lambda *_: None)
     run = result.run_dir
     assert json.loads((run / "model.json").read_text())["hf_dir"] == "hf_model"
     assert AutoModel.from_pretrained(run / "hf_model", local_files_only=True).config.num_hidden_layers == 3

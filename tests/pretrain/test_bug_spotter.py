@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from cgtrain.data.synth_bugs import BUG_KINDS, bug_location, mutate, normalise
-from cgtrain.features.bug_spotter import BugSpotter
+from cgtrain.models.bug_spotter import BugSpotter
 from cgtrain.features.bug_tokens import function_tokens, name_facts, relation_features, tokenize
 from cgtrain.models import FAMILIES
-from cgtrain.registry.artifacts import load_model, save_model
+from cgtrain.artifacts.files import load_model, save_model
 
 SOURCES = [
     "def f{i}(items, limit):\n    total = 0\n    for x in items[1:limit]:\n        if x > limit and not total:\n"
@@ -92,7 +92,7 @@ def test_the_top_token_points_at_the_bug(fitted, rows):
 
 
 def test_the_explanation_is_the_models_own_token_scores(fitted, rows):
-    from cgtrain.evaluate.explain import explain
+    from cgtrain.qa.explain import explain
     from sklearn.pipeline import Pipeline
 
     codes, _ = rows

@@ -110,7 +110,7 @@ def test_family_takes_the_pretrained_encoder(encoder_dir, rows):
 def test_explain_uses_the_pointer(fitted, rows):
     from sklearn.pipeline import Pipeline
 
-    from cgtrain.evaluate.explain import explain
+    from cgtrain.qa.explain import explain
 
     codes, _ = rows
     att = explain(Pipeline([("code", "passthrough"), ("model", fitted)]), codes[:4], [1])

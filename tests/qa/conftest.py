@@ -4,6 +4,7 @@ import random
 from pathlib import Path
 
 import pytest
+from helpers.requests import request_dict
 
 
 def make_rows(seed: int = 0) -> list[dict]:
@@ -30,16 +31,7 @@ def make_rows(seed: int = 0) -> list[dict]:
 
 
 def request_data(path: Path, **sections) -> dict:
-    data = {"name": "qa-tiny", "seed": 0,
-            "dataset": {"path": str(path), "segment_columns": ["cwe"], "language": "c"},
-            "features": {"max_features": 3000, "ngram_max": 2},
-            "candidates": [{"family": "logreg"}],
-            "hpo": {"sampler": "random", "n_trials": 3},
-            "validation": {"folds": 3, "test_fraction": 0.3},
-            "qa": {"calibration": "auto", "threshold": "max_f1", "shap_rows": 60, "explain_examples": 4}}
-    for key, value in sections.items():
-        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
-    return data
+    return request_dict(path, "qa", **sections)
 
 
 @pytest.fixture(scope="session")
@@ -52,18 +44,18 @@ def cwe_jsonl(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def qa_run(tmp_path_factory, cwe_jsonl) -> Path:
     """A finished logreg run with QA and report.html."""
-    from cgtrain import pipeline
+    from cgtrain.flows.supervised import train as train_run
     from cgtrain.request import parse_request
 
     run_dir = tmp_path_factory.mktemp("qa-run") / "run"
-    pipeline.train(parse_request(request_data(cwe_jsonl)), run_dir, say=lambda _m: None)
+    train_run(parse_request(request_data(cwe_jsonl)), run_dir, say=lambda _m: None)
     return run_dir
 
 
 @pytest.fixture(scope="session")
 def qa_run_b(tmp_path_factory, cwe_jsonl) -> Path:
     """A second run on the same rows (weaker: strong regularisation, unigrams), without QA."""
-    from cgtrain import pipeline
+    from cgtrain.flows.supervised import train as train_run
     from cgtrain.request import parse_request
 
     run_dir = tmp_path_factory.mktemp("qa-run-b") / "run"
@@ -71,7 +63,7 @@ def qa_run_b(tmp_path_factory, cwe_jsonl) -> Path:
                         candidates=[{"family": "logreg", "space": {"C": {"type": "float", "low": 0.01,
                                                                          "high": 0.02}}}],
                         hpo={"sampler": "random", "n_trials": 1}, qa={"enabled": False})
-    pipeline.train(parse_request(data), run_dir, say=lambda _m: None)
+    train_run(parse_request(data), run_dir, say=lambda _m: None)
     return run_dir
 
 

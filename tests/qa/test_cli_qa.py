@@ -11,7 +11,7 @@ from statsmodels.stats.contingency_tables import mcnemar
 from typer.testing import CliRunner
 
 from cgtrain.cli import app
-from conftest import request_data
+from helpers.requests import request_dict
 from qa_helpers import held_rows
 
 
@@ -69,7 +69,7 @@ def test_explain_prints_the_code_with_attributions(qa_run):
 
 
 def test_repeat_over_seeds_reports_mean_and_ci(cwe_jsonl, tmp_path):
-    data = request_data(cwe_jsonl, hpo={"sampler": "random", "n_trials": 1}, qa={"enabled": False})
+    data = request_dict(cwe_jsonl, "qa", hpo={"sampler": "random", "n_trials": 1}, qa={"enabled": False})
     request = tmp_path / "request.yaml"
     request.write_text(yaml.safe_dump(data))
     result = invoke("repeat", request, "--seeds", 2, "--run-dir", tmp_path / "seeds")
@@ -84,7 +84,7 @@ def test_repeat_over_seeds_reports_mean_and_ci(cwe_jsonl, tmp_path):
 
 
 def test_train_profile_writes_a_trace(cwe_jsonl, tmp_path):
-    data = request_data(cwe_jsonl, candidates=[{"family": "mlp", "params": {"epochs": 1, "width": 16}}],
+    data = request_dict(cwe_jsonl, "qa", candidates=[{"family": "mlp", "params": {"epochs": 1, "width": 16}}],
                         hpo={"sampler": "random", "n_trials": 1}, qa={"enabled": False})
     request = tmp_path / "request.yaml"
     request.write_text(yaml.safe_dump(data))
@@ -96,7 +96,7 @@ def test_train_profile_writes_a_trace(cwe_jsonl, tmp_path):
 
 
 def test_champion_significance_in_the_report(qa_run, qa_run_b, tmp_path):
-    from cgtrain.evaluate.qa import champion_section
+    from cgtrain.qa.checks import champion_section
     from cgtrain.registry.promotion import compare, read_predictions
     from cgtrain.report import build_report
     from cgtrain.track.mlflow_tracking import log_run

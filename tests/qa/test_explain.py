@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from cgtrain.evaluate import explain as ex
+from cgtrain.qa import explain as ex
 from cgtrain.features.tokenizer import tokenize_code
 
 
@@ -18,7 +18,7 @@ def test_lexemes_cover_the_tokens_in_order():
 
 
 def test_linear_shap_is_coef_times_centered_features(qa_run):
-    from cgtrain.predict import load_predictor
+    from cgtrain.serve.predictor import load_predictor
     from qa_helpers import held_codes
 
     pipeline = load_predictor(run_dir=qa_run).model
@@ -35,7 +35,7 @@ def test_linear_shap_is_coef_times_centered_features(qa_run):
 
 
 def test_ngram_token_attr_conserves_present_ngrams(qa_run):
-    from cgtrain.predict import load_predictor
+    from cgtrain.serve.predictor import load_predictor
     from qa_helpers import held_codes
 
     pipeline = load_predictor(run_dir=qa_run).model
@@ -70,7 +70,7 @@ def test_integrated_gradients_complete_for_a_token_net(cwe_jsonl):
 
     from cgtrain.features.tokenizer import CodeTokenizer
     from cgtrain.models.neural import NeuralClassifier
-    from cgtrain.train.data import PAD_ID, UNK_ID, Vocab, encode_docs
+    from cgtrain.engine.data import PAD_ID, UNK_ID, Vocab, encode_docs
 
     rows = [json.loads(line) for line in cwe_jsonl.read_text().splitlines()][:120]
     codes, y = [r["code"] for r in rows], np.array([r["label"] for r in rows])

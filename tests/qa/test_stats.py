@@ -9,10 +9,10 @@ from sklearn.isotonic import IsotonicRegression
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.proportion import proportion_confint
 
-from cgtrain.evaluate import audit as audits
+from cgtrain.qa import bias as audits
 from cgtrain.evaluate import calibration as cal
 from cgtrain.evaluate import significance as sig
-from cgtrain.registry.promotion import mcnemar_test
+from cgtrain.evaluate.significance import mcnemar_test
 
 
 @pytest.fixture(scope="module")

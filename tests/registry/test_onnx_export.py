@@ -14,8 +14,8 @@ from cgtrain.features.featurizer import CodeFeaturizer
 from cgtrain.features.tokenizer import CodeTokenizer
 from cgtrain.models import FAMILIES
 from cgtrain.models.neural import NeuralClassifier
-from cgtrain.registry.artifacts import save_model
-from cgtrain.registry.onnx_export import PARITY_TOLERANCE, Unsupported, export_artifacts, export_onnx
+from cgtrain.artifacts.files import save_model
+from cgtrain.export.onnx import PARITY_TOLERANCE, Unsupported, export_artifacts, export_onnx
 
 FAST = {"single": 3, "batch64": 2}
 WORDS = "alpha beta gamma delta value count index total name item data node size".split()

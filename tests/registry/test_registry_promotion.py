@@ -11,16 +11,18 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cgtrain.cli_models import models_app
+from cgtrain.cli.models import models_app
 from cgtrain.evaluate.metrics import score
-from cgtrain.pipeline import train
-from cgtrain.predict import load_predictor
-from cgtrain.registry.artifacts import UnsafeModelError
+from cgtrain.flows.supervised import train
+from cgtrain.serve.predictor import load_predictor
+from cgtrain.artifacts.files import UnsafeModelError
 from cgtrain.registry.model_registry import RegistryError, load_registered, parse_spec
-from cgtrain.registry.promotion import (NotComparable, Predictions, compare, decide, pair, resampled_scores,
-                                        write_predictions, read_predictions)
+from cgtrain.evaluate.significance import resampled_scores
+from cgtrain.registry.promotion import (NotComparable, Predictions, compare, decide, pair, write_predictions,
+                                        read_predictions)
 from cgtrain.request import parse_request
-from cgtrain.track.mlflow_tracking import log_run, tracking_client
+from cgtrain.track.mlflow_tracking import log_run
+from cgtrain.track.store import tracking_client
 
 # MLflow 3.17's store with SQLAlchemy 2.1: a deprecation inside MLflow, nothing of ours
 pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy is deprecated")
@@ -218,7 +220,7 @@ class WritesMarker:
 
 
 def test_a_pickle_placed_as_the_registered_artifact_is_refused_and_never_runs(runs, tmp_path, mlflow_store):
-    from cgtrain.registry.artifacts import sha256_file
+    from cgtrain.artifacts.files import sha256_file
 
     good, _ = runs
     uri = mlflow_store(tmp_path / "store")

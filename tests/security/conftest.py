@@ -30,7 +30,7 @@ def trained(tmp_path_factory, mlflow_store):
 def hostile_run(tmp_path, trained):
     """name -> (run_dir, model_file, marker): a copy of the trained run whose model.skops is the
     hostile file, with model.json carrying its sha256 (a checksum proves integrity, not trust)."""
-    from cgtrain.registry.artifacts import sha256_file
+    from cgtrain.artifacts.files import sha256_file
 
     def make(name: str):
         from hostile import HOSTILE

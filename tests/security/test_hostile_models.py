@@ -9,7 +9,7 @@ import skops.io as sio
 
 import hostile
 from hostile import invoke
-from cgtrain.registry.artifacts import UnsafeModelError, load_model, save_model
+from cgtrain.artifacts.files import UnsafeModelError, load_model, save_model
 
 NAMES = sorted(hostile.HOSTILE)
 
@@ -84,7 +84,7 @@ def test_predict_run_dir_with_matching_checksum(hostile_run, name, tmp_path):
 
 @pytest.mark.parametrize("name", ["exec_chain", "save_chain", "untrusted_estimator", "pickle_file"])
 def test_report_qa_compare_and_onnx_refuse(hostile_run, trained, name):
-    from cgtrain.registry.onnx_export import export_run_artifacts
+    from cgtrain.export.onnx import export_run_artifacts
 
     run_dir, model, marker = hostile_run(name)
     assert_refused(invoke("report", run_dir, "--qa"), marker)
@@ -98,8 +98,8 @@ def test_report_qa_compare_and_onnx_refuse(hostile_run, trained, name):
 def test_registry_alias_refuses(hostile_run, trained, name, tmp_path):
     """A registered version whose model file was replaced, with its tags rewritten to match."""
     from cgtrain.registry.model_registry import TAG, alias_version, register
-    from cgtrain.registry.artifacts import sha256_file
-    from cgtrain.track.mlflow_tracking import tracking_client
+    from cgtrain.artifacts.files import sha256_file
+    from cgtrain.track.store import tracking_client
 
     run_dir, model, marker = hostile_run(name)
     _, uri = trained

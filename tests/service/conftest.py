@@ -3,24 +3,21 @@ when one is reachable, a fresh PostgreSQL database per test module (dropped afte
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import socket
 import subprocess
-import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 import requests
+from helpers.cli import cgtrain_cmd
+from helpers.services import SERVICE_MLFLOW_URI as MLFLOW_URI  # noqa: F401 (the store the Stack logs to)
+from helpers.services import postgres_database, service_env as env
 
 ROOT = Path(__file__).resolve().parents[2]
-PG_BASE = os.environ.get("CGTRAIN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 LIMITS = {"max_body_kb": 64, "max_upload_mb": 1, "max_active_jobs": 2, "rate_per_minute": 5}
-MLFLOW_URI = f"sqlite:///{tempfile.mkdtemp(prefix='cgtrain-svc-mlflow-')}/mlflow.db"
 
 
 def free_port() -> int:
@@ -29,20 +26,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def cgtrain_cmd(*args) -> list[str]:
-    return [sys.executable, "-m", "cgtrain", *map(str, args)]
-
-
-def env() -> dict:
-    return {**os.environ, "PYTHONPATH": str(ROOT / "src"), "MLFLOW_TRACKING_URI": MLFLOW_URI,
-            "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-
-
-def tiny_request(dataset_path: str, n_trials: int = 2, **hpo) -> dict:
-    return {"name": "tiny", "seed": 0, "dataset": {"path": dataset_path, "language": "python"},
-            "features": {"max_features": 5000}, "candidates": [{"family": "logreg"}],
-            "hpo": {"sampler": "tpe", "n_trials": n_trials, **hpo},
-            "validation": {"folds": 3, "test_fraction": 0.25}, "qa": {"explain_examples": 2, "shap_rows": 20}}
 
 
 class Stack:
@@ -144,22 +127,6 @@ class Stack:
         return self.wait(job_id, tenant, lambda j: j["state"] in ("succeeded", "failed", "cancelled"), timeout)
 
 
-def _postgres_database():
-    """A fresh database on the local server, or a skip with the reason."""
-    try:
-        import psycopg
-    except ImportError:
-        pytest.skip("PostgreSQL suite: psycopg is not installed")
-    name = f"cgtrain_svc_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = psycopg.connect(PG_BASE.replace("postgresql://", "postgresql://", 1), autocommit=True, connect_timeout=3)
-    except psycopg.Error as exc:
-        pytest.skip(f"PostgreSQL suite: no server at {PG_BASE} ({' '.join(str(exc).split())[:200]})")
-    admin.execute(f'CREATE DATABASE "{name}"')
-    base = PG_BASE.rsplit("/", 1)[0]
-    return admin, name, f"{base}/{name}"
-
-
 @pytest.fixture(scope="session")
 def datasets(tmp_path_factory) -> Path:
     """small.jsonl (250 functions + their buggy twins) and tiny.jsonl (its first 200 rows), made once."""
@@ -179,7 +146,7 @@ def stack(request, tmp_path_factory, datasets):
     if request.param == "sqlite":
         uri = f"sqlite:///{base / 'jobs.db'}"
     else:
-        admin, name, uri = _postgres_database()
+        admin, name, uri = postgres_database()
     s = Stack(uri, base)
     for name in ("tiny.jsonl", "small.jsonl"):
         shutil.copyfile(datasets / name, s.data_root / name)

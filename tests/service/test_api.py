@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cgtrain_cmd, env, tiny_request
+from helpers.cli import cgtrain_cmd
+from helpers.services import service_env as env, tiny_request
 
 CHROMIUM = Path("/usr/bin/chromium")
 CLI_RUN_FILES = ["request.yaml", "dataset.json", "study.db", "leaderboard.csv", "metrics.json", "model.skops",

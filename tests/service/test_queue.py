@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from cgtrain.service import db, store
-from conftest import _postgres_database
+from helpers.services import postgres_database
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -17,7 +17,7 @@ def engine(request, tmp_path):
     if request.param == "sqlite":
         uri = f"sqlite:///{tmp_path / 'q.db'}"
     else:
-        admin, name, uri = _postgres_database()
+        admin, name, uri = postgres_database()
     eng = db.make_engine(uri)
     yield eng
     eng.dispose()

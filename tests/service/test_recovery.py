@@ -7,7 +7,7 @@ import signal
 import sqlite3
 import time
 
-from conftest import tiny_request
+from helpers.services import tiny_request
 
 
 def _complete_trials(run_dir) -> dict[int, tuple]:

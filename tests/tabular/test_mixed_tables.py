@@ -8,12 +8,12 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from cgtrain.automl import build_request, column_kind, infer_dataset
+from cgtrain.flows.automl_request import build_request, column_kind, infer_dataset
 from cgtrain.data.loading import load_dataset
 from cgtrain.data.mixed_table import mixed_table
 from cgtrain.data.table import numeric_value
 from cgtrain.features.tabular import MAX_ONEHOT, TabularFeaturizer
-from cgtrain.registry.artifacts import load_model, save_model
+from cgtrain.artifacts.files import load_model, save_model
 from cgtrain.request import DatasetConfig, RequestError, load_request
 
 
@@ -115,8 +115,8 @@ def test_high_cardinality_dates_and_text_stay_narrow_and_round_trip(tmp_path):
 
 
 def test_string_labels_train_and_come_back_on_predict_even_when_no_trial_fits_the_budget(tmp_path):
-    from cgtrain import pipeline
-    from cgtrain.predict import load_predictor
+    from cgtrain.flows.supervised import train as train_run
+    from cgtrain.serve.predictor import load_predictor
 
     frame = mixed_table(400, seed=2, target="method")
     path = tmp_path / "m.csv"
@@ -125,7 +125,7 @@ def test_string_labels_train_and_come_back_on_predict_even_when_no_trial_fits_th
                         overrides=["hpo.warm_start=false", "hpo.ensemble=none"])
     # a budget that ends before any trial can start still ends with a model: LightGBM's defaults
     req = req.model_copy(update={"hpo": req.hpo.model_copy(update={"budget_s": 0.01})})
-    result = pipeline.train(req, tmp_path / "run", say=lambda m: None)
+    result = train_run(req, tmp_path / "run", say=lambda m: None)
     assert result.metrics["best"]["family"] == "lightgbm" and result.metrics["cv"]["mean"] is None
     pred = load_predictor(tmp_path / "run")
     rows = [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}

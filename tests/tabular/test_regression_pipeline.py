@@ -1,7 +1,7 @@
 """A regression run in-process: minimised metric, same request and seed -> same bytes."""
 import optuna
 
-from cgtrain import pipeline
+from cgtrain.flows.supervised import train as train_run
 from cgtrain.data.bundled import request_dataset, write_sklearn_dataset
 from cgtrain.request import parse_request
 
@@ -12,7 +12,7 @@ def test_regression_runs_are_reproducible_and_minimise_rmse(tmp_path):
                          "candidates": [{"family": "ridge"},
                                         {"family": "random_forest", "params": {"n_estimators": 20}}],
                          "hpo": {"n_trials": 3}, "validation": {"folds": 3}, "qa": {"enabled": False}})
-    runs = [pipeline.train(req, tmp_path / name, say=lambda m: None) for name in ("a", "b")]
+    runs = [train_run(req, tmp_path / name, say=lambda m: None) for name in ("a", "b")]
     assert (tmp_path / "a/metrics.json").read_bytes() == (tmp_path / "b/metrics.json").read_bytes()
     assert (tmp_path / "a/model.skops").read_bytes() == (tmp_path / "b/model.skops").read_bytes()
     study = optuna.load_study(study_name="cgtrain", storage=f"sqlite:///{tmp_path / 'a/study.db'}")

@@ -12,7 +12,7 @@ from cgtrain.evaluate.metrics import (METRICS, anomaly_metrics, clustering_metri
                                       precision_at_k, score)
 from cgtrain.features.featurizer import CodeFeaturizer
 from cgtrain.features.tabular import CodeColumnTokenizer, TabularFeaturizer
-from cgtrain.registry.artifacts import load_model, save_model
+from cgtrain.artifacts.files import load_model, save_model
 
 
 def frame(ages, cities):

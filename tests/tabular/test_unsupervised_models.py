@@ -7,7 +7,7 @@ from sklearn.base import clone
 from cgtrain.evaluate.metrics import precision_at_k
 from cgtrain.models import FAMILIES
 from cgtrain.models.unsupervised import AutoencoderDetector, HDBSCANClusterer, IsolationForestDetector
-from cgtrain.registry.artifacts import load_model, save_model
+from cgtrain.artifacts.files import load_model, save_model
 
 
 @pytest.fixture(scope="module")

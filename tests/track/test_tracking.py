@@ -6,11 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cgtrain.pipeline import train
+from cgtrain.flows.supervised import train
 from cgtrain.request import parse_request
 from cgtrain.track.environment import git_state, snapshot
-from cgtrain.track.mlflow_tracking import (TRACKING_FILE, artifact_root, log_run, resolve_tracking_uri,
-                                           tracking_client, try_log_run)
+from cgtrain.track.mlflow_tracking import TRACKING_FILE, log_run, try_log_run
+from cgtrain.track.store import artifact_root, resolve_tracking_uri, tracking_client
 
 # MLflow 3.17's store with SQLAlchemy 2.1: a deprecation inside MLflow, nothing of ours
 pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy is deprecated")
@@ -120,7 +120,7 @@ def test_a_tracking_failure_is_reported_and_leaves_the_run_usable(run_dir, tmp_p
     assert result is None
     assert "tracking failed" in said[0] and "complete and usable" in said[0]
     assert sorted(p.name for p in run_dir.iterdir()) == before  # nothing added or lost
-    from cgtrain.predict import load_predictor
+    from cgtrain.serve.predictor import load_predictor
 
     assert load_predictor(run_dir=run_dir).predict([{"id": "a", "code": "def f(x):\n    return x"}])
 

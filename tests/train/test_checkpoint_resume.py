@@ -6,18 +6,18 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.kill import kill_when
 import torch
 
 from cgtrain.models.neural import NeuralClassifier
-from cgtrain.train import checkpoint as ckpt
-from cgtrain.train.checkpoint import DirStore, MemoryStore, capture_rng, from_bytes, pack, restore_rng, to_bytes, unpack
-from cgtrain.train.data import SequenceData
-from cgtrain.train.loop import Hooks, TrainConfig, train
+from cgtrain.engine import checkpoint as ckpt
+from cgtrain.engine.checkpoint import DirStore, MemoryStore, capture_rng, from_bytes, pack, restore_rng, to_bytes, unpack
+from cgtrain.engine.data import SequenceData
+from cgtrain.engine.loop import Hooks, TrainConfig, train
 
 torch.set_num_threads(1)
 HERE = Path(__file__).resolve().parent
@@ -119,7 +119,7 @@ def estimator():
 CHILD = """
 import sys, time, torch
 torch.set_num_threads(1)
-sys.path.insert(0, {here!r})
+sys.path[:0] = [{here!r}, {tests!r}]  # the test module, and the helpers package it imports
 import test_checkpoint_resume as t
 from cgtrain.models.neural import TextCNN
 # slow each training step down (numbers unchanged) so the parent can kill it mid-run
@@ -141,21 +141,14 @@ def checkpoint_step(directory: Path):
 
 def test_sigkill_then_resume_is_bit_identical(tmp_path):
     script = tmp_path / "child.py"
-    script.write_text(CHILD.format(here=str(HERE)))
+    script.write_text(CHILD.format(here=str(HERE), tests=str(HERE.parent)))
     run_dir = tmp_path / "ckpt"
     child = subprocess.Popen([sys.executable, str(script), str(run_dir)], stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    try:
-        while True:  # 32 steps in all; kill once a checkpoint at step >= 11 exists
-            seen = checkpoint_step(run_dir)
-            if seen is not None and seen[0] >= 11:
-                break
-            assert child.poll() is None, child.stderr.read().decode()[-2000:]
-            assert time.monotonic() < deadline
-            time.sleep(0.005)
-    finally:
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait()
+    def at_step_11() -> bool:  # 32 steps in all; kill once a checkpoint at step >= 11 exists
+        seen = checkpoint_step(run_dir)
+        return seen is not None and seen[0] >= 11
+
+    kill_when(child, at_step_11, timeout=120, poll=0.005, what="a checkpoint at step 11")
     step, done = checkpoint_step(run_dir)
     assert child.returncode == -signal.SIGKILL and not done and step < 32
 

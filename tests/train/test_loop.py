@@ -7,12 +7,12 @@ import torch
 import torch.nn.functional as F
 from sklearn.utils.class_weight import compute_class_weight
 
-from cgtrain.train.data import (SequenceData, Vocab, accumulation_steps, curriculum_pool, curriculum_size,
+from cgtrain.engine.data import (SequenceData, Vocab, accumulation_steps, curriculum_pool, curriculum_size,
                                 encode_docs, micro_batches, plan_epoch, plan_from_tensors, plan_to_tensors,
                                 total_batches)
-from cgtrain.train.loop import Hooks, TrainConfig, train
-from cgtrain.train.losses import batch_loss, class_weights, normaliser, per_example_loss, weighted_sum
-from cgtrain.train.schedules import improved, lr_factor, one_cycle, plateau_update, warmup_cosine
+from cgtrain.engine.loop import Hooks, TrainConfig, train
+from cgtrain.engine.losses import batch_loss, class_weights, normaliser, per_example_loss, weighted_sum
+from cgtrain.engine.schedules import improved, lr_factor, one_cycle, plateau_update, warmup_cosine
 
 torch.set_num_threads(1)
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from cgtrain.train.data import SequenceData
-from cgtrain.train.loop import Hooks, TrainConfig, train
-from cgtrain.train.stability import (FALLBACKS, SimulatedOOM, TrainingDiverged, check_memory_cap, clip_and_check,
+from cgtrain.engine.data import SequenceData
+from cgtrain.engine.loop import Hooks, TrainConfig, train
+from cgtrain.engine.stability import (FALLBACKS, SimulatedOOM, TrainingDiverged, check_memory_cap, clip_and_check,
                                      fallback_config, halve_micro_batch, is_oom)
 
 torch.set_num_threads(1)

@@ -4,8 +4,8 @@ import time
 
 import optuna
 
-from cgtrain import pipeline
-from cgtrain.automl import build_request
+from cgtrain.flows.supervised import train as train_run
+from cgtrain.flows.automl_request import build_request
 from cgtrain.tune.automl import CODE_TREE_NAME, fidelity_levels, start_params
 
 BUDGET = 15.0
@@ -16,7 +16,7 @@ def test_budgeted_run_holds_its_budget_and_probes_cheap_families_first(tmp_path,
                         overrides=["dataset.language=python", "features.max_features=3000"])
     assert req.hpo.budget_s == BUDGET and req.hpo.ensemble == "auto" and req.task == "binary"
     start = time.time()
-    result = pipeline.train(req, tmp_path / "run", say=lambda m: None)
+    result = train_run(req, tmp_path / "run", say=lambda m: None)
     elapsed = time.time() - start
     assert elapsed <= BUDGET * 1.05, f"{elapsed:.1f}s for a {BUDGET}s budget"
     study = optuna.load_study(study_name="cgtrain", storage=f"sqlite:///{tmp_path / 'run/study.db'}")

@@ -5,9 +5,9 @@ import time
 import optuna
 import pandas as pd
 
-from cgtrain import pipeline
-from cgtrain.automl import build_request
-from cgtrain.registry.artifacts import load_model
+from cgtrain.flows.supervised import train as train_run
+from cgtrain.flows.automl_request import build_request
+from cgtrain.artifacts.files import load_model
 
 BUDGET = 25.0
 
@@ -17,7 +17,7 @@ def test_code_automl_starts_from_the_named_baseline_and_searches_features(tmp_pa
                         overrides=["dataset.language=python"])
     assert set(req.features.space) >= {"ngram_max", "split_names", "kind", "min_df", "metrics"}
     start = time.time()
-    pipeline.train(req, tmp_path / "run", say=lambda m: None)
+    train_run(req, tmp_path / "run", say=lambda m: None)
     assert time.time() - start <= BUDGET * 1.05
     study = optuna.load_study(study_name="cgtrain", storage=f"sqlite:///{tmp_path / 'run/study.db'}")
     first = study.trials[0]
@@ -52,7 +52,7 @@ def test_the_baseline_trial_may_run_longer_than_an_ordinary_trial():
 
 
 def test_code_automl_reads_large_data_with_two_folds_and_cheap_tree_and_linear_settings(tmp_path):
-    from cgtrain.automl import LARGE_CODE_FOLDS, LARGE_CODE_ROWS, TREE_MAX_BIN, TREE_SELECT_K
+    from cgtrain.flows.automl_request import LARGE_CODE_FOLDS, LARGE_CODE_ROWS, TREE_MAX_BIN, TREE_SELECT_K
 
     path = tmp_path / "big.jsonl"
     path.write_text("".join(json.dumps({"id": str(i), "code": f"int f{i % 7}(int x) {{ return x + {i}; }}",

@@ -1,16 +1,15 @@
 """kill -9 of the whole `cgtrain train` process mid-study, then --resume."""
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 
 import optuna
-import pytest
+from helpers.kill import kill_when
 
 from cgtrain.request import request_to_yaml
-from conftest import ROOT, make_request
+from helpers.cli import ROOT
+from helpers.requests import parsed_request as make_request
 
 N_TRIALS = 8
 
@@ -42,16 +41,11 @@ def _run(args, **kw):
 
 def _kill_while_a_trial_runs(db, proc, min_complete=2, timeout=240):
     """SIGKILL once >= min_complete trials finished and another one is running with its params chosen."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        assert proc.poll() is None, "training ended before it could be killed:\n" + proc.stdout.read()
+    def ready() -> bool:
         done, running = _states(db)
-        if done >= min_complete and running:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-            return
-        time.sleep(0.02)
-    pytest.fail("no trial was running in time")
+        return done >= min_complete and bool(running)
+
+    kill_when(proc, ready, timeout=timeout, what=f"{min_complete} finished trials and one running")
 
 
 def test_sigkill_mid_study_then_resume_keeps_finished_and_retries_stale(tmp_path, bugs_jsonl):

@@ -8,10 +8,10 @@ from optuna.distributions import FloatDistribution
 from sklearn.linear_model import LogisticRegression
 
 from cgtrain.models.ensemble import EnsembleModel, beats, greedy_weights
-from cgtrain.registry.artifacts import load_model, save_model
-from cgtrain.tune.ensembles import choose_ensemble
+from cgtrain.artifacts.files import load_model, save_model
+from cgtrain.tune.ensemble_select import choose_ensemble
 from cgtrain.tune.hooks import save_oof
-from conftest import make_request
+from helpers.requests import parsed_request as make_request
 
 RNG = np.random.default_rng(0)
 Y = RNG.integers(0, 2, 300)
@@ -86,3 +86,12 @@ def test_an_ensemble_model_saves_as_skops_and_predicts_the_blend(tmp_path):
     assert np.allclose(loaded.predict_proba(X), expected) and (loaded.predict(X) == expected.argmax(1)).all()
     fitted = EnsembleModel(members=[LogisticRegression()], inputs=["raw"], method="voting", weights=[1.0]).fit(X, y)
     assert (fitted.predict(X) == LogisticRegression().fit(X, y).predict(X)).all()
+
+
+def test_families_that_read_raw_code_are_never_ensemble_members():
+    """A member is refit and served on the pipeline's token docs: a family with its own tokenizer (it was scored
+    on raw code in CV) cannot be one."""
+    from cgtrain.tune.ensemble_select import _reads_tokens
+
+    assert _reads_tokens("logreg") and _reads_tokens("textcnn")
+    assert not _reads_tokens("bug_spotter") and not _reads_tokens("hf_finetune")

@@ -4,7 +4,7 @@ import pytest
 import scipy.sparse as sp
 
 from cgtrain.models import FAMILIES
-from cgtrain.registry.artifacts import load_model, save_model
+from cgtrain.artifacts.files import load_model, save_model
 
 
 @pytest.mark.parametrize("family,params", [

@@ -5,16 +5,18 @@ import numpy as np
 import optuna
 import pytest
 
-from cgtrain import pipeline
+from cgtrain.core.prepared import prepare
+from cgtrain.flows.refit import refit_and_test
+from cgtrain.flows.supervised import train as train_run
 from cgtrain.models.ensemble import EnsembleChoice
-from cgtrain.predict import load_predictor
+from cgtrain.serve.predictor import load_predictor
 from cgtrain.tune import study as studies
-from conftest import make_request
+from helpers.requests import parsed_request as make_request
 
 
 def test_nsga2_returns_a_pareto_front_of_metric_vs_latency(tmp_path, bugs_jsonl):
     req = make_request(bugs_jsonl, hpo={"sampler": "nsga2", "n_trials": 5, "objectives": ["metric", "latency_ms"]})
-    result = pipeline.train(req, tmp_path / "run", say=lambda m: None)
+    result = train_run(req, tmp_path / "run", say=lambda m: None)
     front = json.loads((tmp_path / "run/pareto_front.json").read_text())
     assert front and all({"trial", "family", "cv_metric", "latency_ms"} <= set(p) for p in front)
     for p in front:  # no member is dominated by another
@@ -35,13 +37,13 @@ def test_multi_objective_requests_name_what_to_change():
 
 def test_warm_start_enqueues_the_best_params_of_earlier_runs_of_the_same_name(tmp_path, bugs_jsonl):
     first = make_request(bugs_jsonl, candidates=[{"family": "logreg"}], hpo={"sampler": "random", "n_trials": 2})
-    pipeline.train(first, tmp_path / "runs/a", say=lambda m: None)
+    train_run(first, tmp_path / "runs/a", say=lambda m: None)
     old = optuna.load_study(study_name="cgtrain", storage=f"sqlite:///{tmp_path / 'runs/a/study.db'}")
     best = studies.best_trial(old)
     said = []
     second = make_request(bugs_jsonl, candidates=[{"family": "logreg"}],
                           hpo={"sampler": "random", "n_trials": 1, "warm_start": True}, seed=1)
-    pipeline.train(second, tmp_path / "runs/b", say=said.append)
+    train_run(second, tmp_path / "runs/b", say=said.append)
     new = optuna.load_study(study_name="cgtrain", storage=f"sqlite:///{tmp_path / 'runs/b/study.db'}")
     assert new.trials[0].params == best.params
     assert new.trials[0].user_attrs["warm_start_from"].endswith("runs/a")
@@ -81,12 +83,12 @@ def test_a_kept_ensemble_is_refit_saved_as_skops_and_predicts(tmp_path, bugs_jso
         features={"max_features": 2000}, )
     req = req.model_copy(update={"candidates": [c.model_copy(update={"space": {}}) for c in req.candidates]})
     run = tmp_path / "run"
-    pipeline.train(req, run, say=lambda m: None)
+    train_run(req, run, say=lambda m: None)
     assert (run / "oof/trial_00000.npz").is_file() and (run / "oof/trial_00001.npz").is_file()
     study = optuna.load_study(study_name="cgtrain", storage=f"sqlite:///{run / 'study.db'}")
-    prepared = pipeline.prepare(req, run, say=lambda m: None)
+    prepared = prepare(req, run, say=lambda m: None)
     choice = EnsembleChoice("voting", [0, 1], [0.5, 0.5], [0.5, 0.5, 0.5])
-    metrics = pipeline.refit_and_test(req, run, prepared, studies.best_trial(study), lambda m: None,
+    metrics = refit_and_test(req, run, prepared, studies.best_trial(study), lambda m: None,
                                       ensemble=(study, choice))
     manifest = json.loads((run / "model.json").read_text())
     assert manifest["family"] == "ensemble" and metrics["best"]["family"] == "ensemble"

@@ -28,8 +28,9 @@ import numpy as np
 import pandas as pd
 
 from cgtrain.fsutil import atomic_write_text
+from cgtrain import rundir
 
-CONFLICTS_FILE = "label_conflicts.jsonl"
+CONFLICTS_FILE = rundir.CONFLICTS
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
 _SPACE = re.compile(r"\s+")
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from cgtrain.errors import CgtrainError
+from cgtrain.errors import DatasetError  # noqa: F401 (re-exported)
 from cgtrain.plugins import Registry, did_you_mean
 from cgtrain.request import DatasetConfig
 
@@ -24,8 +24,6 @@ CSV_SUFFIXES = (".csv", ".csv.gz")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
-class DatasetError(CgtrainError):
-    """The dataset as a whole cannot be used; the message names the thing and the fix."""
 
 
 class RawRow(NamedTuple):

@@ -28,6 +28,7 @@ from cgtrain.data.synth_mutations import (  # the public names live on here too
     BUG_KINDS, _FUNC_TYPES, _Site, _collect_sites, _compiles, _inject, _is_string_stmt, _normal_tree,
     _parse, _parse_func, applicable_kinds, mutate, normalise,
 )
+from cgtrain.features.codetext import bug_location
 from cgtrain.fsutil import atomic_write_text
 
 __all__ = ["BUG_KINDS", "SynthStats", "applicable_kinds", "bug_location", "generate_rows", "mutate", "normalise",
@@ -213,38 +214,6 @@ def _rows(seed: int, max_functions: int, roots: list[tuple[Path, list[Path]]],
                "bug_line": None, "bug_start": None, "bug_end": None}
         yield {"id": f"{cand.id}:{kind}:0", "code": mutant, "label": 1, "bug_kind": kind, **base,
                "bug_line": line, "bug_start": start, "bug_end": end}
-
-
-_OPERATOR_CHARS = frozenset("<>=!+-*/%&|^~@")
-
-
-def _char_class(c: str) -> int:
-    return 1 if c.isalnum() or c == "_" else 2 if c in _OPERATOR_CHARS else 0
-
-
-def bug_location(clean: str, mutant: str) -> tuple[int, int, int]:
-    """Where `mutant` differs from `clean`: (1-based line, start, end) with [start, end) character offsets
-    into `mutant`, widened to whole names / numbers / operators (`<` -> `<=` marks `<=`)."""
-    n = min(len(clean), len(mutant))
-    start = next((i for i in range(n) if clean[i] != mutant[i]), n)
-    tail = next((i for i in range(n - start) if clean[-1 - i] != mutant[-1 - i]), n - start)
-    end = max(start, len(mutant) - tail)
-    if start == end:  # a pure deletion: mark the token it cut (`<=` -> `<`), else the next (`not x` -> `x`)
-        if not (start > 0 and _char_class(mutant[start - 1])):
-            while start < len(mutant) and mutant[start].isspace():
-                start += 1
-        start = start - 1 if start == len(mutant) or (start > 0 and _char_class(mutant[start - 1])) else start
-        start = max(0, start)
-        end = min(len(mutant), start + 1)
-    while start > 0 and _char_class(mutant[start - 1]) and _char_class(mutant[start - 1]) == _char_class(mutant[start]):
-        start -= 1
-    while end < len(mutant) and _char_class(mutant[end]) and _char_class(mutant[end]) == _char_class(mutant[end - 1]):
-        end += 1
-    while start < end and mutant[start].isspace():
-        start += 1
-    while end > start and mutant[end - 1].isspace():
-        end -= 1
-    return mutant.count("\n", 0, start) + 1, start, end
 
 
 def generate_rows(seed: int = 0, max_functions: int = 5000,

@@ -13,6 +13,8 @@ import warnings
 from functools import partial
 from typing import Callable, Iterator
 
+from cgtrain.features.codetext import _FUNC_TYPES, _is_string_stmt, _normal_tree, _parse, normalise  # noqa: F401
+
 BUG_KINDS: tuple[str, ...] = (
     "swapped_args", "wrong_binary_operator", "wrong_comparison", "and_or_swap",
     "off_by_one", "variable_misuse", "bool_flip",
@@ -21,7 +23,6 @@ BUG_KINDS: tuple[str, ...] = (
 )
 
 
-_FUNC_TYPES = (ast.FunctionDef, ast.AsyncFunctionDef)
 _SCOPE_TYPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef,
                 ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
 # Operators are only swapped within a precedence level so unparse adds no tell-tale parentheses.
@@ -42,44 +43,6 @@ _IS_EQ: dict[type, type] = {ast.Is: ast.Eq, ast.IsNot: ast.NotEq, ast.Eq: ast.Is
 _SYMMETRIC_CALLS = frozenset({"max", "min"})
 
 _Site = Callable[[random.Random], None]
-
-
-def normalise(func_source: str) -> str:
-    """Canonical text of a function: re-unparsed, docstrings removed, `a or (b or c)` flattened."""
-    return ast.unparse(_normal_tree(_parse(func_source)))
-
-
-def _parse(source: str) -> ast.Module:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # invalid escapes etc. in old code are not our concern
-        return ast.parse(source)
-
-
-def _normal_tree(tree: ast.AST) -> ast.AST:
-    """Strip docstrings and flatten nested same-op BoolOps, in place (one walk: speed)."""
-    for node in ast.walk(tree):
-        if isinstance(node, (*_FUNC_TYPES, ast.ClassDef)):
-            while node.body and _is_string_stmt(node.body[0]):
-                node.body.pop(0)
-            node.body = node.body or [ast.Pass()]
-        elif isinstance(node, ast.BoolOp):
-            # An and/or swap can nest a BoolOp in one of the same kind, which unparse prints
-            # with parentheses real code rarely has: a label leak. Flatten clean code too.
-            node.values = _flat_values(node)
-    return tree
-
-
-def _flat_values(node: ast.BoolOp) -> list[ast.expr]:
-    out: list[ast.expr] = []
-    for v in node.values:
-        same = isinstance(v, ast.BoolOp) and type(v.op) is type(node.op)
-        out.extend(_flat_values(v) if same else [v])
-    return out
-
-
-def _is_string_stmt(stmt: ast.stmt) -> bool:
-    return (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
-            and isinstance(stmt.value.value, str))
 
 
 def _compiles(func: ast.AST) -> bool:

@@ -22,6 +22,8 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
+from cgtrain.evaluate import metrics
+
 N_BINS = 10
 _EPS = 1e-6
 
@@ -160,7 +162,6 @@ def at_threshold(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, An
 
 
 def precision_at_k(y: np.ndarray, p: np.ndarray, ks: Sequence[int]) -> dict[str, float]:
-    """Share of flawed rows among the k highest-scored (ties broken by row order); k capped at n."""
-    y, p = np.asarray(y, dtype=int), np.asarray(p, dtype=float)
-    order = np.argsort(-p, kind="stable")
-    return {str(k): float(y[order[:min(k, len(y))]].mean()) for k in ks if len(y)}
+    """Share of flawed rows among the k highest-scored, per k (ties broken by row order); k capped at n."""
+    y = np.asarray(y, dtype=int)
+    return {str(k): metrics.precision_at_k(y, p, min(k, len(y))) for k in ks if len(y)}

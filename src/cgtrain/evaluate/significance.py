@@ -1,8 +1,8 @@
 """A/B statistics: two models on the same rows, two training procedures, one procedure over seeds.
 
-* Paired predictions: McNemar and the paired bootstrap CI come from the promotion gate
-  (`cgtrain.registry.promotion`); DeLong's test compares two ROC AUCs on the same rows
-  (fast DeLong, Sun & Xu 2014: midranks, structural components, the AUCs' covariance).
+* Paired predictions: McNemar's test on the argmax labels, the paired bootstrap CI of a metric's difference
+  (both used by the promotion gate, `cgtrain.registry.promotion`), and DeLong's test of two ROC AUCs on the
+  same rows (fast DeLong, Sun & Xu 2014: midranks, structural components, the AUCs' covariance).
 * Two procedures: Dietterich's 5x2cv paired t-test (five repetitions of a stratified,
   group-aware 2-fold split; t with 5 degrees of freedom).
 * Seeds: mean and Student-t 95% CI of a metric over repeated runs.
@@ -16,6 +16,10 @@ import numpy as np
 from scipy import stats
 from sklearn.base import clone
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+from cgtrain.evaluate.metrics import score
+
+_LABEL_METRICS = ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "mcc")
 
 
 # --- DeLong -----------------------------------------------------------------------------------
@@ -140,3 +144,63 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> dict[str, Any]
     low, high = stats.t.interval(confidence, len(v) - 1, loc=mean, scale=sem) if sem > 0 else (mean, mean)
     return {"n": int(len(v)), "mean": mean, "std": float(v.std(ddof=1)), "ci_low": float(low),
             "ci_high": float(high), "confidence": confidence}
+
+
+# --- paired predictions: McNemar, bootstrap ---------------------------------------------------
+def mcnemar_test(y: np.ndarray, proba_a: np.ndarray, proba_b: np.ndarray) -> tuple[float, float, bool, int, int]:
+    """(statistic, p, exact, only a right, only b right) on the argmax labels."""
+    from statsmodels.stats.contingency_tables import mcnemar
+
+    right_a, right_b = proba_a.argmax(1) == y, proba_b.argmax(1) == y
+    only_a, only_b = int(np.sum(right_a & ~right_b)), int(np.sum(right_b & ~right_a))
+    if only_a + only_b == 0:
+        return 0.0, 1.0, True, 0, 0
+    both, neither = int(np.sum(right_a & right_b)), int(np.sum(~right_a & ~right_b))
+    exact = only_a + only_b < 25
+    result = mcnemar([[both, only_a], [only_b, neither]], exact=exact, correction=True)
+    return float(result.statistic), float(result.pvalue), exact, only_a, only_b
+
+
+def resampled_scores(metric: str, y: np.ndarray, proba: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """The metric on each row of resampled indices `idx` (B, n)."""
+    if metric in _LABEL_METRICS and proba.shape[1] == 2:
+        return np.concatenate([_label_metric(metric, y[block], proba.argmax(1)[block])
+                               for block in np.array_split(idx, max(1, len(idx) // 200))])
+    return np.asarray([score(metric, y[i], proba[i]) for i in idx], dtype=np.float64)
+
+
+def _label_metric(metric: str, y: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Binary label metrics for a block of resamples at once, as scikit-learn defines them (zero_division=0)."""
+    tp = np.sum((pred == 1) & (y == 1), 1).astype(float)
+    fp = np.sum((pred == 1) & (y == 0), 1).astype(float)
+    fn = np.sum((pred == 0) & (y == 1), 1).astype(float)
+    tn = y.shape[1] - tp - fp - fn
+
+    def ratio(a, b):
+        return np.divide(a, b, out=np.zeros_like(a), where=b > 0)
+
+    if metric == "accuracy":
+        return (tp + tn) / y.shape[1]
+    if metric == "precision":
+        return ratio(tp, tp + fp)
+    if metric == "recall":
+        return ratio(tp, tp + fn)
+    if metric == "f1":
+        return ratio(2 * tp, 2 * tp + fp + fn)
+    if metric == "balanced_accuracy":  # mean recall over the classes present
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.nanmean(np.stack([tp / (tp + fn), tn / (tn + fp)]), axis=0)
+    return ratio(tp * tn - fp * fn, np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)))  # mcc
+
+
+def bootstrap_difference(metric: str, y: np.ndarray, proba_a: np.ndarray, proba_b: np.ndarray, sign: float,
+                         n_resamples: int, confidence: float, seed: int) -> tuple[float, float]:
+    """Paired bootstrap CI of sign * (metric(b) - metric(a)) over the same resampled rows."""
+    idx = np.random.default_rng(seed).integers(0, len(y), size=(n_resamples, len(y)))
+    diffs = sign * (resampled_scores(metric, y, proba_b, idx) - resampled_scores(metric, y, proba_a, idx))
+    diffs = diffs[np.isfinite(diffs)]  # a resample holding one class has no ROC AUC
+    tail = (1 - confidence) / 2 * 100
+    if not len(diffs):
+        return float("nan"), float("nan")
+    low, high = np.percentile(diffs, [tail, 100 - tail])
+    return float(low), float(high)

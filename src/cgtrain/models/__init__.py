@@ -6,3 +6,4 @@ from cgtrain.models import neural  # noqa: F401,E402  (registers the torch famil
 from cgtrain.models import unsupervised  # noqa: F401,E402  (anomaly + clustering families)
 from cgtrain.models import hf  # noqa: F401,E402  (registers hf_finetune, hf_embed)
 from cgtrain.models import locator  # noqa: F401,E402  (registers bug_locator)
+from cgtrain.models import bug_spotter  # noqa: F401,E402  (registers bug_spotter)

@@ -27,6 +27,12 @@ class Family:
     # task -> build, where a task needs another estimator (e.g. "regression": a regressor)
     check_params: Callable[[dict[str, Any]], None] | None = None  # a request's fixed params, checked at load
     # time; raises ValueError naming the param, its value and the fix (e.g. a model directory that is unusable)
+    # Capabilities, declared (never found by duck typing):
+    epoch_validation: bool = False  # fit(X, y, X_val=, y_val=, on_epoch=) with `val_metric`: per-epoch validation,
+    # early stopping, pruning between epochs; `history_["best_epoch"]` after fit (the refit trains that many epochs)
+    saves_hf_dir: bool = False  # the fitted model's save_pretrained(dir) writes a directory transformers loads
+    prior_cost_s: float | None = None  # AutoML's cost prior: CPU seconds per 1000 training rows per fold with the
+    # defaults, before the run has measured any (every supervised family declares one; a test checks)
 
     def param_names(self) -> set[str]:
         return set(self.default_space) | set(self.defaults) | set(self.extra_params)

@@ -76,20 +76,20 @@ def _ridge(p, seed, class_weight=None):
 
 
 register_family(Family(
-    name="logreg", build=_logreg, variants={"multiclass": _logreg_multiclass},
+    name="logreg", prior_cost_s=0.1, build=_logreg, variants={"multiclass": _logreg_multiclass},
     description="L2 logistic regression (liblinear; lbfgs multinomial for multiclass)",
     default_space={"C": {"type": "float", "low": 1e-1, "high": 1e2, "log": True},
                    "class_weight": {"type": "categorical", "choices": [None, "balanced"]}},
     defaults={"C": 1.0, "max_iter": 2000, "solver": "liblinear", "class_weight": None}))
 
 register_family(Family(
-    name="linear_svm", build=_linear_svm, description="linear SVM, sigmoid-calibrated",
+    name="linear_svm", prior_cost_s=0.3, build=_linear_svm, description="linear SVM, sigmoid-calibrated",
     # Above C ~ 1 liblinear rarely converges on sparse n-grams and only gets slower.
     default_space={"C": {"type": "float", "low": 1e-3, "high": 1.0, "log": True}},
     defaults={"C": 0.1, "max_iter": 2000}))
 
 register_family(Family(
-    name="random_forest", build=_random_forest, description="random forest (classifier or regressor)",
+    name="random_forest", prior_cost_s=3.0, build=_random_forest, description="random forest (classifier or regressor)",
     tasks=frozenset({"binary", "multiclass", "regression"}), variants={"regression": _random_forest_regressor},
     default_space={
         "n_estimators": {"type": "int", "low": 100, "high": 400, "step": 100},
@@ -101,7 +101,7 @@ register_family(Family(
     extra_params=frozenset({"select_k", "n_jobs"})))
 
 register_family(Family(
-    name="lightgbm", build=_lightgbm, description="LightGBM gradient-boosted trees (classifier or regressor)",
+    name="lightgbm", prior_cost_s=2.0, build=_lightgbm, description="LightGBM gradient-boosted trees (classifier or regressor)",
     tasks=frozenset({"binary", "multiclass", "regression"}), variants={"regression": _lightgbm_regressor},
     default_space={
         "n_estimators": {"type": "int", "low": 100, "high": 400, "step": 50},
@@ -118,6 +118,6 @@ register_family(Family(
     extra_params=frozenset({"select_k", "max_bin"})))
 
 register_family(Family(
-    name="ridge", build=_ridge, description="L2-regularised linear regression", tasks=frozenset({"regression"}),
+    name="ridge", prior_cost_s=0.1, build=_ridge, description="L2-regularised linear regression", tasks=frozenset({"regression"}),
     default_space={"alpha": {"type": "float", "low": 1e-3, "high": 1e3, "log": True}},
     defaults={"alpha": 1.0}))

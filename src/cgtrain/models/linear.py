@@ -70,7 +70,7 @@ def _complement_nb(p, seed, class_weight):
 
 
 register_family(Family(
-    name="sgd", build=_sgd, description="linear model by SGD: hinge / log-loss / modified Huber, L2 or elastic-net",
+    name="sgd", prior_cost_s=0.05, build=_sgd, description="linear model by SGD: hinge / log-loss / modified Huber, L2 or elastic-net",
     default_space={
         "loss": {"type": "categorical", "choices": ["hinge", "modified_huber", "log_loss"]},
         "penalty": {"type": "categorical", "choices": ["l2", "elasticnet"]},
@@ -82,7 +82,7 @@ register_family(Family(
               "tol": 1e-4, "class_weight": "balanced", "average": False}))
 
 register_family(Family(
-    name="complement_nb", build=_complement_nb, description="complement naive Bayes (non-negative text features)",
+    name="complement_nb", prior_cost_s=0.01, build=_complement_nb, description="complement naive Bayes (non-negative text features)",
     default_space={"alpha": {"type": "float", "low": 1e-3, "high": 1.0, "log": True},
                    "norm": {"type": "categorical", "choices": [False, True]}},
     defaults={"alpha": 0.1, "norm": False}))

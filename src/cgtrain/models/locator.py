@@ -33,7 +33,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
-from cgtrain.data.synth_bugs import bug_location
+from cgtrain.features.codetext import bug_location, find_twins
 from cgtrain.evaluate.metrics import METRICS, score
 from cgtrain.models.base import Family, register_family
 from cgtrain.models.hf import encoder as enc
@@ -42,39 +42,15 @@ from cgtrain.models.hf.common import EncoderBacked
 from cgtrain.models.hf.lossfn import loss_as_logits
 from cgtrain.models.hf.net import pool
 from cgtrain.models.hf.tokens import codes_of
-from cgtrain.train.checkpoint import DirStore
-from cgtrain.train.loop import TrainConfig, resolve_device, train
+from cgtrain.engine.checkpoint import DirStore
+from cgtrain.engine.device import resolve_device
+from cgtrain.engine.loop import TrainConfig, train
 
 _TRAIN_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "warmup_frac", "patience", "device")
 SCRATCH = dict(num_hidden_layers=2, hidden_size=128, num_attention_heads=2, intermediate_size=512)
 
 
 # --- twins and targets -------------------------------------------------------------------------
-def find_twins(codes: Sequence[str], y: np.ndarray) -> dict[int, int]:
-    """flawed row -> its clean twin: same line count, exactly one line different."""
-    lines = [c.split("\n") for c in codes]
-    hashes = [[hash(s) for s in ls] for ls in lines]
-    clean_keys: dict[tuple, list[int]] = {}
-    for i in np.flatnonzero(y == 0):
-        h = hashes[i]
-        for j in range(len(h)):
-            clean_keys.setdefault((len(h), j, tuple(h[:j]), tuple(h[j + 1:])), []).append(int(i))
-    twins = {}
-    for i in np.flatnonzero(y == 1):
-        h = hashes[i]
-        found = [(_shared(lines[c][j], lines[i][j]), -c) for j in range(len(h))
-                 for c in clean_keys.get((len(h), j, tuple(h[:j]), tuple(h[j + 1:])), ()) if lines[c][j] != lines[i][j]]
-        if found:  # several clean rows fit (functions alike but for that line): the closest line wins
-            twins[int(i)] = -max(found)[1]
-    return twins
-
-
-def _shared(a: str, b: str) -> int:
-    """Length of the common prefix plus the common suffix of two lines."""
-    n = min(len(a), len(b))
-    p = next((k for k in range(n) if a[k] != b[k]), n)
-    s = next((k for k in range(n - p) if a[-1 - k] != b[-1 - k]), n - p)
-    return p + s
 
 
 class Rows:
@@ -297,7 +273,8 @@ def _build(params: dict[str, Any], seed: int, class_weight: str | None) -> BugLo
 _SETTABLE = frozenset(inspect.signature(BugLocator.__init__).parameters) - {"self", "random_state", "class_weight"}
 
 register_family(Family(
-    name="bug_locator", build=_build, input="code", extra_params=_SETTABLE, check_params=enc.check_params,
+    name="bug_locator", prior_cost_s=15.0, build=_build, input="code", extra_params=_SETTABLE, check_params=enc.check_params,
+    epoch_validation=True,
     tasks=frozenset({"binary"}),
     description="encoder + function head + token pointer to the bug (BugLab/GREAT), pairs ranked; "
                 "model_path: a `cgtrain pretrain` directory, else a small transformer from scratch",
@@ -307,18 +284,3 @@ register_family(Family(
         "pair_weight": {"type": "float", "low": 0.0, "high": 2.0},
     },
     defaults={"lr": 1e-4, "loc_weight": 1.0, "pair_weight": 1.0, "epochs": 3, "batch_size": 16, "patience": 2}))
-
-# `bug_spotter`: the same token supervision (bug tokens of a pair) on a linear model over hashed
-# context features; seconds on CPU where bug_locator needs an encoder (cgtrain/features/bug_spotter.py).
-from cgtrain.features.bug_spotter import build as _build_spotter  # noqa: E402
-
-register_family(Family(
-    name="bug_spotter", build=_build_spotter, input="code", tasks=frozenset({"binary"}),
-    extra_params=frozenset({"epochs", "n_features", "find_pairs"}),
-    description="token-level bug spotter (bug tokens of clean/flawed pairs vs clean tokens, hashed context and "
-                "data-flow features, linear), max-pooled to a function score; fast on CPU",
-    default_space={
-        "alpha": {"type": "float", "low": 1e-6, "high": 1e-4, "log": True},
-        "negatives": {"type": "int", "low": 10, "high": 80, "log": True},
-    },
-    defaults={"alpha": 1e-5, "negatives": 30, "epochs": 20}))

@@ -1,6 +1,6 @@
 """PyTorch families: TextCNN, BiGRU and a small Transformer over token docs; an MLP over
 the sparse feature matrix. One scikit-learn-compatible estimator, `NeuralClassifier`,
-trains any of them with `cgtrain.train.loop.train`.
+trains any of them with `cgtrain.engine.loop.train`.
 
 Fitted state is plain data (`vocab_`: list of str, `weights_`: name -> numpy array),
 so a fitted estimator can be stored without pickling torch objects; the torch module
@@ -24,9 +24,10 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from cgtrain.evaluate.metrics import METRICS, score
 from cgtrain.models.base import Family, register_family
-from cgtrain.train.checkpoint import DirStore
-from cgtrain.train.data import PAD_ID, SequenceData, SparseData, Vocab, encode_docs
-from cgtrain.train.loop import TrainConfig, resolve_device, train
+from cgtrain.engine.checkpoint import DirStore
+from cgtrain.engine.data import PAD_ID, SequenceData, SparseData, Vocab, encode_docs
+from cgtrain.engine.device import resolve_device
+from cgtrain.engine.loop import TrainConfig, train
 
 KERNEL_SIZES = (2, 3, 5)
 
@@ -141,7 +142,7 @@ _TRAIN_FIELDS = ("epochs", "batch_size", "micro_batch_size", "optimizer", "lr", 
 class NeuralClassifier(ClassifierMixin, BaseEstimator):
     """A torch net as a scikit-learn classifier. X: token docs ("tokens" nets) or a
     CSR matrix ("mlp"). `history_` holds per-epoch metrics, non-finite events,
-    fallbacks and out-of-memory halvings (see cgtrain.train.loop.FitResult)."""
+    fallbacks and out-of-memory halvings (see cgtrain.engine.loop.FitResult)."""
 
     def __init__(self, net: str = "textcnn", *, embed_dim: int = 64, width: int = 128, depth: int = 1,
                  heads: int = 4, dropout: float = 0.1, max_len: int = 400, min_freq: int = 1,
@@ -287,7 +288,7 @@ _TRAINING_DEFAULTS = {"lr": 1e-3, "batch_size": 32, "weight_decay": 0.01, "dropo
                       "loss": "ce", "max_grad_norm": 1.0}
 
 register_family(Family(
-    extra_params=_SETTABLE, name="textcnn", build=_builder("textcnn"), input="tokens",
+    extra_params=_SETTABLE, epoch_validation=True, name="textcnn", prior_cost_s=10.0, build=_builder("textcnn"), input="tokens",
     description="TextCNN (kernels 2/3/5, masked max-pool) over code tokens",
     default_space={**_TRAINING_SPACE,
                    "embed_dim": {"type": "categorical", "choices": [64, 128]},
@@ -295,7 +296,7 @@ register_family(Family(
     defaults={**_TRAINING_DEFAULTS, "embed_dim": 64, "width": 128}))
 
 register_family(Family(
-    extra_params=_SETTABLE, name="bigru", build=_builder("bigru"), input="tokens",
+    extra_params=_SETTABLE, epoch_validation=True, name="bigru", prior_cost_s=25.0, build=_builder("bigru"), input="tokens",
     description="bidirectional GRU over code tokens",
     default_space={**_TRAINING_SPACE,
                    "embed_dim": {"type": "categorical", "choices": [64, 128]},
@@ -304,7 +305,7 @@ register_family(Family(
     defaults={**_TRAINING_DEFAULTS, "embed_dim": 64, "width": 64, "depth": 1}))
 
 register_family(Family(
-    extra_params=_SETTABLE, name="transformer", build=_builder("transformer"), input="tokens",
+    extra_params=_SETTABLE, epoch_validation=True, name="transformer", prior_cost_s=25.0, build=_builder("transformer"), input="tokens",
     description="small pre-norm Transformer encoder over code tokens",
     default_space={**_TRAINING_SPACE,
                    "embed_dim": {"type": "categorical", "choices": [64, 128]},
@@ -314,7 +315,7 @@ register_family(Family(
     defaults={**_TRAINING_DEFAULTS, "embed_dim": 64, "heads": 4, "depth": 2, "width": 128, "max_len": 256}))
 
 register_family(Family(
-    extra_params=_SETTABLE, name="mlp", build=_builder("mlp"), input="features",
+    extra_params=_SETTABLE, epoch_validation=True, name="mlp", prior_cost_s=4.0, build=_builder("mlp"), input="features",
     description="MLP over the sparse code-feature matrix",
     default_space={**_TRAINING_SPACE,
                    "lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},

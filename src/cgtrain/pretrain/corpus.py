@@ -26,7 +26,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from cgtrain.data.synth_bugs import normalise
+from cgtrain.features.codetext import normalise
 from cgtrain.fsutil import atomic_write_bytes
 
 CORPUS_FILE = "corpus.json.gz"  # the documents a run started with, so a resume sees the very same

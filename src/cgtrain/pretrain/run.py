@@ -29,16 +29,17 @@ from cgtrain.models.hf.codetok import PAD_ID, load_code_tokenizer, train_code_to
 from cgtrain.models.hf.tokens import EncodedData
 from cgtrain.pretrain import corpus as corp
 from cgtrain.pretrain.objective import Pretrainer, build, count_parameters, steps_for
-from cgtrain.train.checkpoint import DirStore
-from cgtrain.train.loop import Hooks, TrainConfig, resolve_device, train
+from cgtrain.engine.checkpoint import DirStore
+from cgtrain.engine.device import resolve_device
+from cgtrain.engine.loop import Hooks, TrainConfig, train
+from cgtrain.errors import PretrainError  # noqa: F401 (re-exported)
+from cgtrain.quiet import hf_offline
 
 STATE_DIR, SETTINGS_FILE = "pretrain_state", "pretrain_settings.json"
 REPORT_JSON, REPORT_MD = "pretrain_report.json", "pretrain_report.md"
 RTD_HEAD_FILE = "cgtrain_rtd_head.safetensors"  # ELECTRA's "is this token replaced?" head (ElectraDiscriminatorPredictions)
 
 
-class PretrainError(ValueError):
-    """A setting or directory the user can fix; the message is one line."""
 
 
 @dataclass(frozen=True)
@@ -231,12 +232,11 @@ def _save_encoder(module: Pretrainer, tokenizer, out: Path) -> None:
     for ELECTRA, the replaced-token-detection head (RTD_HEAD_FILE) into `out`, each file replaced
     atomically."""
     from safetensors.torch import save_file
-    from transformers.utils import logging
 
-    logging.disable_progress_bar()
     tmp = Path(tempfile.mkdtemp(prefix=".encoder.", dir=out))
     try:
-        module.bare_encoder().save_pretrained(str(tmp), safe_serialization=True)
+        with hf_offline():  # no loading bars, no hub
+            module.bare_encoder().save_pretrained(str(tmp), safe_serialization=True)
         head = module.token_head()
         if head is not None:
             save_file({k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()},

@@ -18,8 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cgtrain.errors import CgtrainError
-from cgtrain.registry.artifacts import UnsafeModelError, load_model
+from cgtrain import rundir
+from cgtrain.errors import RegistryError  # noqa: F401 (re-exported)
+from cgtrain.artifacts.files import UnsafeModelError, load_model
+from cgtrain.serve.decision import DECISION_FILE
+from cgtrain.serve.decision import read_decision
+from cgtrain.serve.predictor import Predictor
+from cgtrain.track.store import quiet_mlflow
+from cgtrain.track.store import tracking_client
 
 if TYPE_CHECKING:  # MLflow is imported where it is used: importing RegistryError stays cheap
     from mlflow import MlflowClient
@@ -30,8 +36,6 @@ TAG = "cgtrain."
 MODEL_DIR = "model"  # the run's artifact folder holding the model files
 
 
-class RegistryError(CgtrainError):
-    """A registry lookup or change cannot be done as asked (unknown name, version, alias...)."""
 
 
 @dataclass(frozen=True)
@@ -119,15 +123,15 @@ def register(client: MlflowClient, name: str, run_id: str, source: str, tags: di
     return client.get_model_version(name, version.version)
 
 
-def version_tags(manifest: dict[str, Any], request: dict[str, Any], metrics: dict[str, Any],
+def version_tags(manifest: rundir.ModelManifest, request: dict[str, Any], metrics: dict[str, Any],
                  predictions_sha256: str | None, run_dir: Path) -> dict[str, str]:
     """What loading and the gate need, kept in the registry rather than in the artifact folder."""
     dataset = request.get("dataset", {})
     metric = metrics.get("cv", {}).get("metric") or request.get("validation", {}).get("metric", "f1")
     tags = {
-        "sha256": manifest["sha256"], "model_file": manifest["file"], "format": manifest.get("format", "skops"),
-        "family": manifest.get("family", ""), "params": json.dumps(manifest.get("params", {}), sort_keys=True),
-        "classes": json.dumps(manifest.get("classes", [])), "task": manifest.get("task", ""),
+        "sha256": manifest.sha256, "model_file": manifest.file, "format": manifest.format,
+        "family": manifest.family, "params": json.dumps(manifest.params, sort_keys=True),
+        "classes": json.dumps(manifest.classes), "task": manifest.task or "",
         "metric": metric, f"test_{metric}": str(metrics.get("test", {}).get(metric, "")),
         "code_column": dataset.get("code_column", "code") or "",  # "": table columns only
         "id_column": json.dumps(dataset.get("id_column", "id")),
@@ -143,8 +147,6 @@ def load_registered(spec: str, tracking_uri: str | None = None, trust=()):
     loader against the checksum recorded at registration: a tampered file, a pickle or
     an archive asking for untrusted types is refused (UnsafeModelError) without running it.
     """
-    from cgtrain.predict import Predictor
-    from cgtrain.track.mlflow_tracking import tracking_client
 
     client = tracking_client(tracking_uri, create=False)
     version = resolve(client, spec)
@@ -153,10 +155,9 @@ def load_registered(spec: str, tracking_uri: str | None = None, trust=()):
     if not expected:
         raise UnsafeModelError(f"{version.name}/{version.version} has no checksum recorded at registration; "
                                f"refusing to load it")
-    from cgtrain.decision import DECISION_FILE, read_decision
 
     with tempfile.TemporaryDirectory() as tmp:
-        local = download(version, tags.get(TAG + "model_file", "model.skops"), Path(tmp))
+        local = download(version, tags.get(TAG + "model_file", rundir.MODEL_FILE), Path(tmp))
         model = load_model(local, expected, trust=trust)
         try:  # QA's calibration + threshold, bound to this model's checksum (served as reported)
             decision = read_decision(download(version, DECISION_FILE, Path(tmp)), expected)
@@ -172,7 +173,6 @@ def download(version: ModelVersion, file: str, dst: Path) -> Path:
     from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
 
-    from cgtrain.track.mlflow_tracking import quiet_mlflow
 
     if "/" in file or file in ("", ".", ".."):
         raise UnsafeModelError(f"{version.name}/{version.version}: odd model file name {file!r}")

@@ -26,24 +26,28 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from cgtrain.errors import CgtrainError
+from cgtrain.errors import PromotionRefused, NotComparable  # noqa: F401 (re-exported)
 from cgtrain.evaluate.metrics import METRICS, score
+from cgtrain.evaluate.significance import bootstrap_difference, mcnemar_test
 from cgtrain.fsutil import atomic_write_text
-from cgtrain.registry.artifacts import sha256_file
+from cgtrain.artifacts.files import sha256_file
+from cgtrain import rundir
+from cgtrain.core.prepared import prepare
+from cgtrain.core.runs import load_run_request
+from cgtrain.data.loading import load_dataset
+from cgtrain.registry import model_registry as reg
+from cgtrain.registry.model_registry import TAG
+from cgtrain.request import parse_request
+from cgtrain.track.store import quiet_mlflow
 
-PREDICTIONS_FILE = "test_predictions.jsonl"
+PREDICTIONS_FILE = rundir.TEST_PREDICTIONS
 ALPHA = 0.05
 N_RESAMPLES = 2000
 CONFIDENCE = 0.95
-_LABEL_METRICS = ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "mcc")
 
 
-class PromotionRefused(Exception):
-    """The gate found no sufficient evidence; the message holds the statistics."""
 
 
-class NotComparable(CgtrainError):
-    """The two versions were not tested on the same held-out rows."""
 
 
 # --- test-set predictions -------------------------------------------------------------
@@ -119,62 +123,12 @@ class Evidence:
         return {prefix + k: str(v) for k, v in asdict(self).items()}
 
 
-def mcnemar_test(y: np.ndarray, proba_a: np.ndarray, proba_b: np.ndarray) -> tuple[float, float, bool, int, int]:
-    """(statistic, p, exact, only a right, only b right) on the argmax labels."""
-    from statsmodels.stats.contingency_tables import mcnemar
-
-    right_a, right_b = proba_a.argmax(1) == y, proba_b.argmax(1) == y
-    only_a, only_b = int(np.sum(right_a & ~right_b)), int(np.sum(right_b & ~right_a))
-    if only_a + only_b == 0:
-        return 0.0, 1.0, True, 0, 0
-    both, neither = int(np.sum(right_a & right_b)), int(np.sum(~right_a & ~right_b))
-    exact = only_a + only_b < 25
-    result = mcnemar([[both, only_a], [only_b, neither]], exact=exact, correction=True)
-    return float(result.statistic), float(result.pvalue), exact, only_a, only_b
-
-
-def resampled_scores(metric: str, y: np.ndarray, proba: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """The metric on each row of resampled indices `idx` (B, n)."""
-    if metric in _LABEL_METRICS and proba.shape[1] == 2:
-        return np.concatenate([_label_metric(metric, y[block], proba.argmax(1)[block])
-                               for block in np.array_split(idx, max(1, len(idx) // 200))])
-    return np.asarray([score(metric, y[i], proba[i]) for i in idx], dtype=np.float64)
-
-
-def _label_metric(metric: str, y: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """Binary label metrics for a block of resamples at once, as scikit-learn defines them (zero_division=0)."""
-    tp = np.sum((pred == 1) & (y == 1), 1).astype(float)
-    fp = np.sum((pred == 1) & (y == 0), 1).astype(float)
-    fn = np.sum((pred == 0) & (y == 1), 1).astype(float)
-    tn = y.shape[1] - tp - fp - fn
-
-    def ratio(a, b):
-        return np.divide(a, b, out=np.zeros_like(a), where=b > 0)
-
-    if metric == "accuracy":
-        return (tp + tn) / y.shape[1]
-    if metric == "precision":
-        return ratio(tp, tp + fp)
-    if metric == "recall":
-        return ratio(tp, tp + fn)
-    if metric == "f1":
-        return ratio(2 * tp, 2 * tp + fp + fn)
-    if metric == "balanced_accuracy":  # mean recall over the classes present
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.nanmean(np.stack([tp / (tp + fn), tn / (tn + fp)]), axis=0)
-    return ratio(tp * tn - fp * fn, np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)))  # mcc
-
-
 def compare(champion: Predictions, challenger: Predictions, metric: str, *, n_resamples: int = N_RESAMPLES,
             confidence: float = CONFIDENCE, seed: int = 0) -> Evidence:
     y, pa, pb = pair(champion, challenger)
     sign = 1.0 if METRICS.get(metric).greater_is_better else -1.0
     a, b = score(metric, y, pa), score(metric, y, pb)
-    idx = np.random.default_rng(seed).integers(0, len(y), size=(n_resamples, len(y)))
-    diffs = sign * (resampled_scores(metric, y, pb, idx) - resampled_scores(metric, y, pa, idx))
-    diffs = diffs[np.isfinite(diffs)]  # a resample holding one class has no ROC AUC
-    tail = (1 - confidence) / 2 * 100
-    low, high = (np.percentile(diffs, [tail, 100 - tail]) if len(diffs) else (float("nan"), float("nan")))
+    low, high = bootstrap_difference(metric, y, pa, pb, sign, n_resamples, confidence, seed)
     stat, p, exact, only_a, only_b = mcnemar_test(y, pa, pb)
     return Evidence(metric, len(y), float(a), float(b), float(sign * (b - a)), float(low), float(high), confidence,
                     n_resamples, seed, stat, p, exact, only_a, only_b)
@@ -207,11 +161,9 @@ class HeldOut:
 
 def held_out_rows(run_dir: Path) -> HeldOut:
     """The run's held-out test rows, rebuilt with the pipeline's own (deterministic) preparation."""
-    from cgtrain.pipeline import load_run_request, prepare
-    from cgtrain.request import parse_request
 
     run_dir = Path(run_dir)
-    request = parse_request(load_run_request(run_dir), str(run_dir / "request.yaml"))
+    request = parse_request(load_run_request(run_dir), str(run_dir / rundir.REQUEST))
     with tempfile.TemporaryDirectory() as tmp:  # prepare writes a quarantine file; keep the run's own
         prepared = prepare(request, Path(tmp), say=lambda _msg: None)
     _check_fingerprint(run_dir, prepared.dataset.fingerprint)
@@ -221,13 +173,10 @@ def held_out_rows(run_dir: Path) -> HeldOut:
 
 def held_out_codes(run_dir: Path, ids: Sequence[str], limit: int) -> list[str]:
     """Code of the first `limit` of the given held-out rows (reads the dataset, no re-splitting)."""
-    from cgtrain.data.loading import load_dataset
-    from cgtrain.pipeline import load_run_request
-    from cgtrain.request import parse_request
 
-    request = parse_request(load_run_request(Path(run_dir)), str(Path(run_dir) / "request.yaml"))
+    request = parse_request(load_run_request(Path(run_dir)), str(Path(run_dir) / rundir.REQUEST))
     with tempfile.TemporaryDirectory() as tmp:
-        ds = load_dataset(request.dataset, request.task, Path(tmp) / "quarantine.jsonl", seed=request.seed)
+        ds = load_dataset(request.dataset, request.task, Path(tmp) / rundir.QUARANTINE, seed=request.seed)
     _check_fingerprint(Path(run_dir), ds.fingerprint)
     code = dict(zip(ds.frame["id"].astype(str), ds.frame["code"]))
     return [code[i] for i in list(ids)[:limit] if i in code]
@@ -242,7 +191,7 @@ def ensure_test_predictions(run_dir: Path, model: Any = None) -> tuple[Path, Hel
         return path, None
     held = held_out_rows(Path(run_dir))
     if model is None:
-        from cgtrain.predict import load_predictor
+        from cgtrain.serve.predictor import load_predictor
 
         model = load_predictor(run_dir=Path(run_dir)).model
     proba = np.asarray(model.predict_proba(held.codes), dtype=np.float64) if held.codes else np.zeros((0, 2))
@@ -250,7 +199,7 @@ def ensure_test_predictions(run_dir: Path, model: Any = None) -> tuple[Path, Hel
 
 
 def _check_fingerprint(run_dir: Path, fingerprint: str) -> None:
-    recorded = json.loads((run_dir / "dataset.json").read_text(encoding="utf-8")).get("fingerprint")
+    recorded = json.loads((run_dir / rundir.DATASET).read_text(encoding="utf-8")).get("fingerprint")
     if recorded and recorded != fingerprint:
         raise NotComparable(f"the dataset changed since {run_dir} was trained (fingerprint {fingerprint} "
                             f"vs {recorded}); its held-out rows cannot be rebuilt")
@@ -268,8 +217,6 @@ class PromotionResult:
 
 def version_predictions(client, version) -> Predictions:
     """The held-out predictions logged with a version's run, checked against the registered checksum."""
-    from cgtrain.registry.model_registry import TAG
-    from cgtrain.track.mlflow_tracking import quiet_mlflow
 
     with tempfile.TemporaryDirectory() as tmp:
         try:
@@ -289,7 +236,6 @@ def promote(client, name: str, version: str | int, *, force: bool = False, reaso
     """Make `version` the champion of `name` if the gate allows it (or `force` with a `reason`).
 
     Raises PromotionRefused (statistics in the message, also kept as tags on the version)."""
-    from cgtrain.registry import model_registry as reg
 
     if force and not (reason and reason.strip()):
         raise reg.RegistryError("--force needs a --reason saying why the gate is overridden")
@@ -324,7 +270,6 @@ def promote(client, name: str, version: str | int, *, force: bool = False, reaso
 def gate(client, champion, challenger, alpha: float = ALPHA, n_resamples: int = N_RESAMPLES,
          seed: int = 0) -> Decision:
     """The decision for `challenger` against `champion` (None: no champion yet, nothing to beat)."""
-    from cgtrain.registry.model_registry import TAG
 
     if champion is None:
         return Decision(True, "no champion yet")

@@ -7,7 +7,7 @@ at any time without training.
 """
 from __future__ import annotations
 
-import json
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -17,8 +17,10 @@ import pandas as pd
 import yaml
 
 from cgtrain.fsutil import atomic_write_text
+from cgtrain import rundir
+from cgtrain.report import sections as s
 
-REPORT_FILE = "report.html"
+REPORT_FILE = rundir.REPORT
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#222;background:#fafafa}
@@ -38,25 +40,19 @@ mark{border-radius:2px;padding:0 1px;color:#000}.warn{color:#b71c1c}
 """
 
 
-def _json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+_json = rundir.read_json
 
 
 def load_records(run_dir: Path) -> dict[str, Any]:
-    from cgtrain.evaluate.qa import read_test_rows, trial_records
-
     r: dict[str, Any] = {name: _json(run_dir / f"{name}.json") for name in
                          ("metrics", "dataset", "model", "run", "qa", "explanations", "resources", "champion",
                           "environment")}
-    r["request"] = yaml.safe_load((run_dir / "request.yaml").read_text(encoding="utf-8")) or {}
-    board = run_dir / "leaderboard.csv"
+    r["request"] = yaml.safe_load((run_dir / rundir.REQUEST).read_text(encoding="utf-8")) or {}
+    board = run_dir / rundir.LEADERBOARD
     r["board"] = pd.read_csv(board).replace({np.nan: None}).to_dict("records") if board.is_file() and \
         board.stat().st_size > 1 else []
-    r["trials"] = trial_records(run_dir)
-    rows = read_test_rows(run_dir) if (run_dir / "test_predictions.jsonl").is_file() else []
+    r["trials"] = rundir.RunDir(run_dir).trial_records()
+    rows = rundir.RunDir(run_dir).test_rows() if (run_dir / rundir.TEST_PREDICTIONS).is_file() else []
     rows = [row for row in rows if "proba" in row]  # regression rows hold y_pred: no class plots
     r["y"] = np.asarray([row["y_true"] for row in rows], dtype=int)
     r["proba"] = np.asarray([row["proba"] for row in rows], dtype=float).reshape(len(rows), -1)
@@ -70,19 +66,17 @@ def load_records(run_dir: Path) -> dict[str, Any]:
 def param_importances(run_dir: Path) -> dict[str, float] | None:
     import optuna
 
-    from cgtrain.tune.study import STUDY_NAME
-
     try:
-        study = optuna.load_study(study_name=STUDY_NAME, storage=f"sqlite:///{run_dir / 'study.db'}")
-        imp = optuna.importance.get_param_importances(study)
+        study = optuna.load_study(study_name=rundir.STUDY_NAME, storage=rundir.RunDir(run_dir).study_url())
+        with warnings.catch_warnings():  # "some regimes have less than 2 trials": the section says how many ran
+            warnings.simplefilter("ignore", UserWarning)
+            imp = optuna.importance.get_param_importances(study)
     except Exception:  # noqa: BLE001 - too few trials, or no parameter shared by all of them
         return None
     return {k: float(v) for k, v in imp.items()} or None
 
 
 def render(run_dir: Path, r: dict[str, Any]) -> str:
-    from cgtrain.report import sections as s
-
     metric = r["metrics"].get("cv", {}).get("metric", "f1")
     classes = [str(c) for c in r["model"].get("classes", [0, 1])]
     qa = r["qa"]

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from cgtrain.report import plots
+from cgtrain import rundir
 
 
 def esc(value: Any) -> str:
@@ -261,7 +262,7 @@ def quarantine(dataset: dict[str, Any], run_dir: Path, limit: int = 10) -> str:
     text += (f"; duplicates dropped from test: {split.get('test_dropped_exact_duplicates', 0)} exact, "
              f"{split.get('test_dropped_normalised_duplicates', 0)} normalised; from CV validation: "
              f"{split.get('cv_val_dropped_duplicates', 0)}")
-    path = run_dir / "quarantine.jsonl"
+    path = run_dir / rundir.QUARANTINE
     rows = []
     if path.is_file():
         with path.open(encoding="utf-8") as fh:

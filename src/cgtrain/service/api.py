@@ -111,17 +111,27 @@ async def _too_large(send, limit: int) -> None:
 
 def create_app(config: ServiceConfig) -> BodyLimit:
     """The FastAPI app (as `.app`) behind the body-size limit: an ASGI app for uvicorn."""
-    from cgtrain.service import page
-
     engine = db.make_engine(config.db_uri)
     db.migrate(engine)
     config.runs_dir.mkdir(parents=True, exist_ok=True)
-    submit_lock = threading.Lock()  # the limit checks and the insert, as one step per server process
     threading.Thread(target=_warm_up, daemon=True).start()
     app = FastAPI(title="cgtrain service", version="1", description="Training jobs as a service: submit a "
                   "training request, follow it, fetch its report, metrics and model.")
     app.state.engine, app.state.config = engine, config
+    tenant, own_job = _auth(engine)
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"status": "ok", "db": engine.dialect.name, "schema_version": db.current_version(engine)}
 
+    _job_routes(app, engine, config, tenant, own_job)
+    _stream_routes(app, engine, tenant, own_job)
+    _data_routes(app, engine, config, tenant)
+    _page_routes(app, engine)
+    return BodyLimit(app, config.max_body_bytes, config.max_upload_bytes)
+
+
+def _auth(engine):
+    """(tenant, own_job): the bearer token's (or the page cookie's) tenant; a job of that tenant, else 404."""
     def tenant(request: Request) -> str:
         auth = request.headers.get("authorization", "")
         token = auth[7:].strip() if auth.lower().startswith("bearer ") else None
@@ -140,9 +150,11 @@ def create_app(config: ServiceConfig) -> BodyLimit:
             raise HTTPException(404, f"no job {job_id}")
         return row
 
-    @app.get("/healthz")
-    def healthz() -> dict:
-        return {"status": "ok", "db": engine.dialect.name, "schema_version": db.current_version(engine)}
+    return tenant, own_job
+
+
+def _job_routes(app: FastAPI, engine, config: ServiceConfig, tenant, own_job) -> None:
+    submit_lock = threading.Lock()  # the limit checks and the insert, as one step per server process
 
     @app.post("/v1/jobs", status_code=201)
     def submit(body: SubmitBody, name: str = Depends(tenant)) -> JSONResponse:
@@ -171,6 +183,8 @@ def create_app(config: ServiceConfig) -> BodyLimit:
         own_job(job_id, name)
         return job_view(store.request_cancel(engine, job_id, name))
 
+
+def _stream_routes(app: FastAPI, engine, tenant, own_job) -> None:
     @app.get("/v1/jobs/{job_id}/events")
     def events(job_id: int, timeout_s: float = Query(300, gt=0, le=3600), poll_s: float = Query(0.5, ge=0.1, le=10),
                name: str = Depends(tenant)) -> StreamingResponse:
@@ -205,6 +219,8 @@ def create_app(config: ServiceConfig) -> BodyLimit:
                                               "sandbox"}
         return FileResponse(path, media_type=media, headers=headers)
 
+
+def _data_routes(app: FastAPI, engine, config: ServiceConfig, tenant) -> None:
     @app.post("/v1/datasets", status_code=201)
     async def upload(request: Request, format: str = Query(..., description="jsonl | jsonl.gz | csv | parquet"),
                      name: str = Depends(tenant)) -> dict:
@@ -220,6 +236,10 @@ def create_app(config: ServiceConfig) -> BodyLimit:
     @app.get("/v1/models")
     def models(name: str = Depends(tenant)) -> dict:
         return {"models": store.tenant_models(engine, name)}
+
+
+def _page_routes(app: FastAPI, engine) -> None:
+    from cgtrain.service import page
 
     @app.get("/", response_class=HTMLResponse)
     def jobs_page(request: Request) -> HTMLResponse:
@@ -245,8 +265,6 @@ def create_app(config: ServiceConfig) -> BodyLimit:
         response = RedirectResponse("/", status_code=303)
         response.delete_cookie(COOKIE, path="/")
         return response
-
-    return BodyLimit(app, config.max_body_bytes, config.max_upload_bytes)
 
 
 def _warm_up() -> None:

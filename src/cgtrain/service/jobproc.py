@@ -1,7 +1,7 @@
 """One job, in its own process forked by its worker (which imported the library once).
 
 It runs the job the way `cgtrain train` does:
-`pipeline.train` over the job's run directory (with `resume=True` when an earlier attempt left a
+`train_run` over the job's run directory (with `resume=True` when an earlier attempt left a
 run there: its finished trials are kept), then MLflow logging and registration. After every trial
 it records progress in the job row; a cancel request stops the study there. Every write names
 the worker's lease, so a process whose worker lost the job changes nothing.
@@ -16,6 +16,7 @@ import threading
 import time
 import traceback
 from pathlib import Path
+from cgtrain import rundir
 
 EXIT_LEASE_LOST = 4
 
@@ -69,7 +70,7 @@ def run(a: dict) -> int:
     row = store.get_job(engine, lease.job_id)
     run_dir = Path(lease.run_dir)
     log = JobLog(run_dir, lease.job_id, lease.attempt, a["worker"], "job")
-    resume = (run_dir / "request.yaml").is_file()
+    resume = (run_dir / rundir.REQUEST).is_file()
     log.event("started", resume=resume)
     try:
         metrics, model = _train(engine, lease, row, run_dir, resume, log, a)
@@ -91,7 +92,7 @@ def run(a: dict) -> int:
 
 
 def _train(engine, lease, row: dict, run_dir: Path, resume: bool, log, a: dict) -> tuple[dict, dict | None]:
-    from cgtrain import pipeline
+    from cgtrain.flows.supervised import train as train_run
     from cgtrain.request import parse_request
     from cgtrain.service import store
 
@@ -107,8 +108,8 @@ def _train(engine, lease, row: dict, run_dir: Path, resume: bool, log, a: dict) 
         if state["cancel"]:
             raise JobCancelled(f"after {done} of {total} trials")
 
-    result = pipeline.train(req, run_dir, resume=resume, say=log.say, progress=progress)
-    metrics = json.loads((result.run_dir / "metrics.json").read_text(encoding="utf-8"))
+    result = train_run(req, run_dir, resume=resume, say=log.say, progress=progress)
+    metrics = json.loads((result.run_dir / rundir.METRICS).read_text(encoding="utf-8"))
     model = _track(run_dir, row["tenant"], req.name, log, a) if a.get("track") else None
     return metrics, model
 
@@ -116,10 +117,10 @@ def _train(engine, lease, row: dict, run_dir: Path, resume: bool, log, a: dict) 
 def _track(run_dir: Path, tenant: str, name: str, log, a: dict) -> dict | None:
     """What `cgtrain train` does after training: log to MLflow, register, compare with the champion.
     The registered name is TENANT.NAME so tenants sharing a store never share a model."""
-    from cgtrain.evaluate.qa import after_tracking
-    from cgtrain.track import try_log_run
+    from cgtrain.qa.checks import after_tracking
+    from cgtrain.track.mlflow_tracking import try_log_run
 
-    tracked = try_log_run(run_dir, a.get("tracking_uri"), f"{tenant}.{name}", request_path=run_dir / "request.yaml",
+    tracked = try_log_run(run_dir, a.get("tracking_uri"), f"{tenant}.{name}", request_path=run_dir / rundir.REQUEST,
                           say=log.say)
     if tracked is None:
         return None

@@ -7,33 +7,34 @@ import re
 import tempfile
 from pathlib import Path, PurePosixPath
 
+from cgtrain import rundir
+from cgtrain.errors import PathRefused  # noqa: F401 (re-exported)
+
 UPLOADS = "uploads"  # under the data root: uploads/<sha256>.<format>
 UPLOAD_FORMATS = {"jsonl": ".jsonl", "jsonl.gz": ".jsonl.gz", "csv": ".csv", "parquet": ".parquet"}
 SHA_RE = re.compile(r"^sha256:([0-9a-f]{64})$")
 
 # artifact name -> file in the run dir (the name picks a constant; no path is built from it)
 ARTIFACTS = {
-    "report.html": ("report.html", "text/html; charset=utf-8"),
-    "metrics.json": ("metrics.json", "application/json"),
-    "leaderboard.csv": ("leaderboard.csv", "text/csv; charset=utf-8"),
-    "model.skops": ("model.skops", "application/octet-stream"),
-    "model.json": ("model.json", "application/json"),
-    "dataset.json": ("dataset.json", "application/json"),
-    "request.yaml": ("request.yaml", "text/plain; charset=utf-8"),
-    "qa.json": ("qa.json", "application/json"),
-    "resources.json": ("resources.json", "application/json"),
-    "explanations.json": ("explanations.json", "application/json"),
-    "test_predictions.jsonl": ("test_predictions.jsonl", "application/x-ndjson"),
-    "quarantine.jsonl": ("quarantine.jsonl", "application/x-ndjson"),
-    "run.json": ("run.json", "application/json"),
-    "model.onnx": ("model.onnx", "application/octet-stream"),
+    "report.html": (rundir.REPORT, "text/html; charset=utf-8"),
+    "metrics.json": (rundir.METRICS, "application/json"),
+    "leaderboard.csv": (rundir.LEADERBOARD, "text/csv; charset=utf-8"),
+    "model.skops": (rundir.MODEL_FILE, "application/octet-stream"),
+    "model.json": (rundir.MODEL_JSON, "application/json"),
+    "dataset.json": (rundir.DATASET, "application/json"),
+    "request.yaml": (rundir.REQUEST, "text/plain; charset=utf-8"),
+    "qa.json": (rundir.QA, "application/json"),
+    "resources.json": (rundir.RESOURCES, "application/json"),
+    "explanations.json": (rundir.EXPLANATIONS, "application/json"),
+    "test_predictions.jsonl": (rundir.TEST_PREDICTIONS, "application/x-ndjson"),
+    "quarantine.jsonl": (rundir.QUARANTINE, "application/x-ndjson"),
+    "run.json": (rundir.RUN, "application/json"),
+    "model.onnx": (rundir.ONNX_FILE, "application/octet-stream"),
     "job.log.jsonl": ("job.log.jsonl", "application/x-ndjson"),
 }
 JOB_LOG = "job.log.jsonl"
 
 
-class PathRefused(ValueError):
-    """A dataset path the service will not read; the message is one line saying why."""
 
 
 def resolve_in_root(data_root: Path, value: str, field: str = "dataset.path") -> Path:

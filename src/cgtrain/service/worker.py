@@ -22,7 +22,7 @@ from cgtrain.service import db, jobproc, store
 from cgtrain.service.joblog import JobLog
 
 REAP_EVERY_S = 2.0  # how often a worker ends jobs whose workers died too often or were cancelled
-PRELOAD = ["cgtrain.service.jobproc", "cgtrain.pipeline", "cgtrain.request", "cgtrain.service.store"]
+PRELOAD = ["cgtrain.service.jobproc", "cgtrain.flows.supervised", "cgtrain.request", "cgtrain.service.store"]
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,2 @@
-"""Experiment tracking (MLflow, explicit client) and the environment snapshot of a run."""
-from cgtrain.track.environment import write_environment  # noqa: F401
-from cgtrain.track.mlflow_tracking import (  # noqa: F401
-    TrackedRun,
-    TrackingError,
-    log_run,
-    resolve_tracking_uri,
-    tracking_client,
-    try_log_run,
-)
+"""Experiment tracking: the MLflow store (store.py), logging a run (mlflow_tracking.py), the environment snapshot
+(environment.py) and registered versions as MLflow pyfunc models (pyfunc.py)."""

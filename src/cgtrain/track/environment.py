@@ -7,7 +7,6 @@ piece that cannot be found is recorded as null.
 """
 from __future__ import annotations
 
-import json
 import os
 import platform
 import subprocess
@@ -19,8 +18,9 @@ from typing import Any
 import yaml
 
 from cgtrain.fsutil import atomic_write_json
+from cgtrain import rundir
 
-ENVIRONMENT_FILE = "environment.json"
+ENVIRONMENT_FILE = rundir.ENVIRONMENT
 # distribution names (pip's), in the order they are shown
 KEY_PACKAGES = ("cgtrain", "numpy", "scipy", "pandas", "scikit-learn", "lightgbm", "torch", "optuna", "skops",
                 "mlflow", "mlflow-skinny", "onnx", "onnxruntime", "skl2onnx", "statsmodels", "safetensors")
@@ -87,8 +87,8 @@ def git_state(path: Path | None) -> dict[str, Any] | None:
 def snapshot(run_dir: Path, request_path: Path | None = None) -> dict[str, Any]:
     """The environment of this process plus the run's data and code identity."""
     run_dir = Path(run_dir)
-    dataset = _read_json(run_dir / "dataset.json")
-    request = _read_yaml(run_dir / "request.yaml")
+    dataset = _read_json(run_dir / rundir.DATASET)
+    request = _read_yaml(run_dir / rundir.REQUEST)
     return {
         "python": {"version": platform.python_version(), "implementation": platform.python_implementation(),
                    "executable": sys.executable},
@@ -111,11 +111,7 @@ def write_environment(run_dir: Path, request_path: Path | None = None) -> dict[s
     return env
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+_read_json = rundir.read_json
 
 
 def _read_yaml(path: Path) -> dict:

@@ -14,34 +14,36 @@ Store: `--tracking-uri`, else $MLFLOW_TRACKING_URI, else the embedded
 """
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
-import os
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import yaml
 
 from cgtrain.fsutil import atomic_write_json
 from cgtrain.track.environment import ENVIRONMENT_FILE, write_environment
+from cgtrain import rundir
+from cgtrain.errors import TrackingError  # noqa: F401 (re-exported)
+from cgtrain.track.store import artifact_root, quiet_mlflow, resolve_tracking_uri, tracking_client
+from cgtrain.artifacts.files import sha256_file
+from cgtrain.export import onnx as onnx_export
+from cgtrain.registry import model_registry
+from cgtrain.registry import promotion
+from cgtrain.registry.model_registry import version_tags
+from cgtrain.serve.predictor import load_predictor
 
-DEFAULT_DIR = "mlruns"
-DEFAULT_DB = "mlflow.db"
-TRACKING_FILE = "tracking.json"  # in the run dir: where it was logged (makes log_run idempotent)
-RUN_FILES = ("request.yaml", "dataset.json", "leaderboard.csv", "metrics.json", "run.json", "environment.json",
-             "artifacts.json", "test_predictions.jsonl", "quarantine.jsonl")
-MODEL_FILES = ("model.skops", "model.json", "decision.json", "model.onnx", "weights.safetensors", "vocab.json")
+TRACKING_FILE = rundir.TRACKING  # in the run dir: where it was logged (makes log_run idempotent)
+RUN_FILES = (rundir.REQUEST, rundir.DATASET, rundir.LEADERBOARD, rundir.METRICS, rundir.RUN, rundir.ENVIRONMENT,
+             rundir.ARTIFACTS, rundir.TEST_PREDICTIONS, rundir.QUARANTINE)
+MODEL_FILES = (rundir.MODEL_FILE, rundir.MODEL_JSON, rundir.DECISION, rundir.ONNX_FILE, "weights.safetensors", "vocab.json")
 SAMPLE_ROWS = 64
 _TRIAL_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED", "RUNNING": "FAILED",
                  "WAITING": "FAILED"}
 
 
-class TrackingError(Exception):
-    """Logging a run to MLflow failed; the run directory is untouched and still usable."""
 
 
 @dataclass(frozen=True)
@@ -55,73 +57,6 @@ class TrackedRun:
     alias: str | None  # champion | challenger
     problems: tuple[str, ...] = field(default=())  # soft failures: ONNX unsupported, no held-out rows...
     already_logged: bool = False
-
-
-# --- the store ------------------------------------------------------------------------
-def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
-    """--tracking-uri, else $MLFLOW_TRACKING_URI, else the embedded SQLite store under ./mlruns."""
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-    if not uri:
-        return f"sqlite:///{(Path.cwd() / DEFAULT_DIR / DEFAULT_DB).resolve()}"
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):  # relative: pin it to the cwd now
-        return f"sqlite:///{Path(uri[len('sqlite:///'):]).resolve()}"
-    return uri
-
-
-def sqlite_path(uri: str) -> Path | None:
-    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
-
-
-def artifact_root(uri: str) -> str | None:
-    """`artifacts/` beside an SQLite database (a file: URI); None lets a server choose."""
-    db = sqlite_path(uri)
-    return (db.parent / "artifacts").resolve().as_uri() if db is not None else None
-
-
-def tracking_client(tracking_uri: str | None = None, create: bool = True):
-    """An explicit MlflowClient on the tracking store, with the model registry on the same store.
-    `create=False`: an embedded store that does not exist yet is an error, not a new empty store."""
-    uri = resolve_tracking_uri(tracking_uri)
-    db = sqlite_path(uri)
-    if db is not None and not create and not db.is_file():
-        from cgtrain.registry.model_registry import RegistryError
-
-        raise RegistryError(f"no MLflow store at {db}; train a model first (cgtrain train logs to it), or point "
-                            f"--tracking-uri / MLFLOW_TRACKING_URI at the store")
-    if db is not None:
-        db.parent.mkdir(parents=True, exist_ok=True)
-    with quiet_mlflow():
-        from mlflow import MlflowClient
-
-        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-        client.search_experiments(max_results=1)  # creates/migrates an embedded store once, quietly
-    return client
-
-
-@contextlib.contextmanager
-def quiet_mlflow() -> Iterator[None]:
-    """MLflow and alembic announce schema creation at INFO and draw download progress bars;
-    keep the CLI output ours."""
-    import mlflow  # noqa: F401  (its import sets its loggers up; adjust them after that)
-
-    loggers = [logging.getLogger(n) for n in ("mlflow", "alembic")]
-    levels = [lg.level for lg in loggers]
-    bar = os.environ.get(_PROGRESS_BAR)
-    for lg in loggers:
-        lg.setLevel(logging.WARNING)
-    os.environ[_PROGRESS_BAR] = "false"
-    try:
-        yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
-        if bar is None:
-            os.environ.pop(_PROGRESS_BAR, None)
-        else:
-            os.environ[_PROGRESS_BAR] = bar
-
-
-_PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
 
 def experiment_id(client, name: str, uri: str) -> str:
@@ -141,7 +76,7 @@ def log_run(run_dir: Path, tracking_uri: str | None, model_name: str, *, request
     returns the first record. Raises TrackingError; the run directory keeps its results either way."""
     run_dir = Path(run_dir)
     uri = resolve_tracking_uri(tracking_uri)
-    if not (run_dir / "model.json").is_file():
+    if not (run_dir / rundir.MODEL_JSON).is_file():
         raise TrackingError(f"{run_dir} holds no finished run (no model.json); nothing to log")
     try:
         if not (run_dir / ENVIRONMENT_FILE).is_file():  # first: kept even when the store is unreachable
@@ -179,14 +114,12 @@ def prepare_records(run_dir: Path) -> list[str]:
     """test_predictions.jsonl and the portable formats + artifacts.json in the run dir, made once per
     model (artifacts.json keeps the model's SHA-256); returns the problems met, none of which stops
     logging."""
-    from cgtrain.registry import onnx_export
-    from cgtrain.registry.promotion import PREDICTIONS_FILE
 
-    sha = json.loads((run_dir / "model.json").read_text(encoding="utf-8"))["sha256"]
+    sha = json.loads((run_dir / rundir.MODEL_JSON).read_text(encoding="utf-8"))["sha256"]
     record = _json(run_dir / onnx_export.ARTIFACTS_FILE)
     if record.get("model_sha256") != sha:  # none yet, or made for a model since replaced (a resumed refit)
         if record.get("predictions", {}).get("source") == "rebuilt":
-            (run_dir / PREDICTIONS_FILE).unlink(missing_ok=True)
+            (run_dir / rundir.TEST_PREDICTIONS).unlink(missing_ok=True)
         record = _make_derived_records(run_dir, sha)
     problems = []
     if record.get("predictions", {}).get("problem"):
@@ -199,11 +132,8 @@ def prepare_records(run_dir: Path) -> list[str]:
 
 
 def _make_derived_records(run_dir: Path, sha: str) -> dict[str, Any]:
-    from cgtrain.predict import load_predictor
-    from cgtrain.registry import onnx_export, promotion
-
     pipeline = load_predictor(run_dir=run_dir).model  # checksum-verified skops load; a bad model stops here
-    predictions: dict[str, Any] = {"source": "pipeline" if (run_dir / promotion.PREDICTIONS_FILE).is_file()
+    predictions: dict[str, Any] = {"source": "pipeline" if (run_dir / rundir.TEST_PREDICTIONS).is_file()
                                    else "rebuilt"}
     sample: list[str] = []
     try:
@@ -223,16 +153,10 @@ def _make_derived_records(run_dir: Path, sha: str) -> dict[str, Any]:
                                                                  "reason": f"{type(exc).__name__}: {exc}"}}}
 
 
-def _json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+_json = rundir.read_json
 
 
 def _log(client, run_dir: Path, uri: str, model_name: str, problems: list[str], register: bool) -> TrackedRun:
-    from cgtrain.registry import model_registry
-
     records = _read_records(run_dir)
     version_tags = _registry_tags(run_dir, records) if register else {}  # checks the model file first
     exp = experiment_id(client, model_name, uri)
@@ -256,7 +180,7 @@ def _log(client, run_dir: Path, uri: str, model_name: str, problems: list[str], 
     except BaseException:
         client.set_terminated(run_id, "FAILED")
         raise
-    finished = run_dir / "run.json"  # written when training ended
+    finished = run_dir / rundir.RUN  # written when training ended
     client.set_terminated(run_id, "FINISHED", end_time=int(finished.stat().st_mtime * 1000) if finished.is_file()
                           else None)
     tracked = TrackedRun(uri, exp, run_id, tuple(trial_ids), model_name, version, alias, tuple(problems))
@@ -272,7 +196,7 @@ def _already_logged(client, run_dir: Path, uri: str) -> TrackedRun | None:
     if not path.is_file():
         return None
     rec = _json(path)
-    sha = _json(run_dir / "model.json").get("sha256")
+    sha = _json(run_dir / rundir.MODEL_JSON).get("sha256")
     if rec.get("tracking_uri") != uri or rec.get("model_sha256") != sha:
         return None
     try:
@@ -288,10 +212,10 @@ def _read_records(run_dir: Path) -> dict[str, Any]:
     def js(name: str) -> dict:
         return _json(run_dir / name)
 
-    request = yaml.safe_load((run_dir / "request.yaml").read_text(encoding="utf-8"))
-    metrics = js("metrics.json")
-    return {"request": request, "dataset": js("dataset.json"), "metrics": metrics, "manifest": js("model.json"),
-            "run": js("run.json"), "environment": js("environment.json"), "artifacts": js("artifacts.json"),
+    request = yaml.safe_load((run_dir / rundir.REQUEST).read_text(encoding="utf-8"))
+    metrics = js(rundir.METRICS)
+    return {"request": request, "dataset": js(rundir.DATASET), "metrics": metrics, "manifest": js(rundir.MODEL_JSON),
+            "run": js(rundir.RUN), "environment": js(rundir.ENVIRONMENT), "artifacts": js(rundir.ARTIFACTS),
             "metric": metrics.get("cv", {}).get("metric") or request.get("validation", {}).get("metric", "f1")}
 
 
@@ -334,15 +258,7 @@ def log_parent(client, run_id: str, r: dict[str, Any]) -> None:
 
 def _study_trials(run_dir: Path) -> list:
     """The finished study's trials, less those re-queued after a crash (their retries are kept)."""
-    import optuna
-
-    from cgtrain.tune.study import STUDY_NAME
-
-    if not (run_dir / "study.db").is_file():
-        return []
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name=STUDY_NAME, storage=f"sqlite:///{run_dir / 'study.db'}")
-    return [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("stale")]
+    return rundir.RunDir(run_dir).trials()
 
 
 def log_trial(client, exp: str, parent_id: str, t, metric: str) -> str:
@@ -391,16 +307,12 @@ def log_files(client, run_id: str, run_dir: Path) -> None:
 
 
 def _registry_tags(run_dir: Path, r: dict[str, Any]) -> dict[str, str]:
-    from cgtrain.registry.artifacts import sha256_file
-    from cgtrain.registry.model_registry import version_tags
-    from cgtrain.registry.promotion import PREDICTIONS_FILE
-
-    manifest = r["manifest"]
-    actual = sha256_file(run_dir / manifest["file"])
-    if actual != manifest["sha256"]:
-        raise TrackingError(f"{run_dir / manifest['file']} does not match the checksum in model.json; "
+    manifest = rundir.ModelManifest.from_dict(r["manifest"])
+    actual = sha256_file(run_dir / manifest.file)
+    if actual != manifest.sha256:
+        raise TrackingError(f"{run_dir / manifest.file} does not match the checksum in model.json; "
                             f"it changed after training, refusing to register it")
-    predictions = run_dir / PREDICTIONS_FILE
+    predictions = run_dir / rundir.TEST_PREDICTIONS
     tags = version_tags(manifest, r["request"], r["metrics"],
                         sha256_file(predictions) if predictions.is_file() else None, run_dir)
     onnx = r["artifacts"].get("formats", {}).get("onnx", {})

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from cgtrain import rundir
+from cgtrain.artifacts.files import load_run_model
+from cgtrain.serve.decision import read_decision
+from cgtrain.serve.predictor import Predictor
 
 LOADER_MODULE = "cgtrain.track.pyfunc"
-DATA = "model.json"
+DATA = rundir.MODEL_JSON
 
 
 def write_mlmodel(folder: Path) -> Path:
@@ -42,14 +46,11 @@ class CgtrainPyfunc:
     def __init__(self, folder: Path):
         import json
 
-        from cgtrain.decision import read_decision
-        from cgtrain.predict import Predictor
-        from cgtrain.registry.artifacts import load_run_model
 
         model, manifest = load_run_model(folder)
-        meta = json.loads((Path(folder) / "model.json").read_text(encoding="utf-8"))
-        self.predictor = Predictor(model, manifest["classes"], meta.get("code_column", "code"),
-                                   task=manifest.get("task"), decision=read_decision(folder, manifest["sha256"]))
+        meta = json.loads((Path(folder) / rundir.MODEL_JSON).read_text(encoding="utf-8"))
+        self.predictor = Predictor(model, manifest.classes, meta.get("code_column", "code"),
+                                   task=manifest.task, decision=read_decision(folder, manifest.sha256))
 
     def predict(self, model_input: Any, params: dict | None = None):
         import numpy as np

@@ -33,12 +33,9 @@ from cgtrain.request import TrainingRequest
 from cgtrain.tune import study as studies
 from cgtrain.tune.budget import Budget
 from cgtrain.tune.space import as_dict
+from cgtrain.tune.defaults import (BASELINE_FEATURES, BASELINE_LOGREG, CODE_TREE, CODE_TREE_NAME,  # noqa: F401
+                                    baseline_trial, code_tree_trial, default_params)
 
-# Rough CPU seconds per 1000 training rows per fold with default params (refined by measurement).
-PRIOR_COST = {"complement_nb": 0.01, "sgd": 0.05, "logreg": 0.1, "linear_svm": 0.3, "ridge": 0.1, "lightgbm": 2.0,
-              "random_forest": 3.0, "mlp": 4.0, "textcnn": 10.0, "bigru": 25.0, "transformer": 25.0,
-              "hf_embed": 40.0}
-DEFAULT_PRIOR = 15.0
 MIN_ROWS = 1000  # rows per fold at the lowest fidelity
 GROWTH = 3.0  # rows multiply by this per fidelity level
 TRIALS_PER_LEVEL = 2
@@ -46,17 +43,6 @@ CHEAP_SHARE = 0.05  # a level whose trials cost under this share of the budget i
 PROBE_SHARE = 0.5  # skip a family whose first trial would use more than this share of the time left
 PROBE_BUDGET_SHARE = 0.15  # ... or more than this share of the whole budget
 EXPLORE = 0.4  # share of search trials whose featurisation the sampler picks (the rest reuse the best one's)
-# The anytime baseline for code text: what a practitioner writes first (TF-IDF 1-3-grams of whole-name tokens and
-# string words, sublinear tf, min_df 3, LogisticRegression(C=10, class_weight="balanced")); tables: LightGBM defaults.
-BASELINE_FEATURES = {"kind": "tfidf", "ngram_max": 3, "min_df": 3, "max_features": None, "sublinear_tf": True,
-                     "split_names": False, "string_words": True, "metrics": False}
-BASELINE_LOGREG = {"C": 10.0, "class_weight": "balanced"}
-# The second anytime default on code text: LightGBM on the chi²-selected n-gram columns at full fidelity (a tree
-# model finds what a linear one misses, and a blend of the two beats both: Juliet, unseen families, 3k columns:
-# F1 0.893 / 0.912 vs LR 0.886 / 0.889, LightGBM 0.885 / 0.902). Queued when its estimate fits the time left.
-CODE_TREE = {"n_estimators": 200, "learning_rate": 0.1, "num_leaves": 63, "min_child_samples": 20,
-             "colsample_bytree": 0.3, "reg_lambda": 1.0}
-CODE_TREE_NAME = "default: lightgbm on chi² n-grams"
 CODE_TREE_COST = 1.6  # seconds per 1000 fold training rows (200 trees, 63 leaves, 8k columns, a busy core)
 CODE_TREE_SHARE = 0.6  # ... queued only when that estimate is under this share of what the study has left
 MAX_FAILURES = 2
@@ -121,7 +107,7 @@ def family_states(request: TrainingRequest, prepared) -> dict[str, FamilyState]:
     states = {}
     budget_s = getattr(request.hpo, "budget_s", None) or float("inf")
     for cand in request.candidates:
-        prior = PRIOR_COST.get(cand.family, DEFAULT_PRIOR) * fold_rows / 1000 * k
+        prior = FAMILIES.get(cand.family).prior_cost_s * fold_rows / 1000 * k  # declared by the family
         state = FamilyState(cand.family, fidelity_levels(fold_rows), prior)
         while state.level + 1 < len(state.levels) and state.cost(state.levels[state.level + 1]) <= CHEAP_SHARE * budget_s:
             state.level += 1  # cheap at more rows: low fidelities would only add noise
@@ -311,7 +297,7 @@ class Controller:
         ensemble = self.request.hpo.ensemble != "none" and len(ranked) > 1
         members = ranked[:1]
         if ensemble:  # the members an ensemble would draw on: the best trial of each family (see tune.ensembles)
-            from cgtrain.tune.ensembles import diverse_top
+            from cgtrain.tune.ensemble_select import diverse_top
 
             members = diverse_top(ranked, min(self.request.hpo.ensemble_size, ENSEMBLE_RESERVE_MEMBERS))
         select = ENSEMBLE_SELECT_S + 0.01 * self.budget.total_s if ensemble else 0.0
@@ -326,51 +312,8 @@ class Controller:
                        "fidelity": s.fidelity, "skipped": s.skipped or None} for name, s in self.states.items()}
 
 
-def baseline_trial(request: TrainingRequest, prepared, spaces: dict, feature_space: dict
-                   ) -> tuple[str, dict[str, Any], dict[str, Any], str] | None:
-    """(family, queued params, features, name) of the anytime baseline, or None when no candidate fits it.
-
-    Code text: TF-IDF n-grams + logistic regression (C=10, balanced); tables: LightGBM with its defaults."""
-    table = prepared.dataset.table is not None and not prepared.use_code
-    if request.task not in ("binary", "multiclass", "regression") or (request.task == "regression" and not table):
-        return None
-    if not table and "logreg" in spaces and request.task != "regression":
-        params = {f"logreg.{k}": v for k, v in BASELINE_LOGREG.items() if k in spaces["logreg"]
-                  and _inside(spaces["logreg"][k], v)}
-        features = {k: v for k, v in BASELINE_FEATURES.items() if k in feature_space and _inside(feature_space[k], v)}
-        return "logreg", params, features, "baseline: tfidf + logreg"
-    if table and "lightgbm" in spaces:
-        return "lightgbm", default_params("lightgbm", spaces["lightgbm"]), {}, "baseline: lightgbm defaults"
-    return None
-
-
-def code_tree_trial(request: TrainingRequest, prepared, spaces: dict, baseline
-                    ) -> tuple[str, dict[str, Any], dict[str, Any], str] | None:
-    """(family, queued params, features, name) of the second anytime trial on code text: LightGBM with
-    CODE_TREE params on the baseline's featurisation, or None (tables, regression, no lightgbm candidate)."""
-    table = prepared.dataset.table is not None and not prepared.use_code
-    if table or request.task not in ("binary", "multiclass") or "lightgbm" not in spaces or baseline is None:
-        return None
-    space = spaces["lightgbm"]
-    params = {f"lightgbm.{k}": v for k, v in CODE_TREE.items() if k in space and _inside(space[k], v)}
-    return "lightgbm", params, dict(baseline[2]), CODE_TREE_NAME
-
-
-def _inside(spec: Any, value: Any) -> bool:
-    s = as_dict(spec)
-    if s["type"] == "categorical":
-        return value in s["choices"]
-    return isinstance(value, (int, float)) and s["low"] <= value <= s["high"]
-
-
 def _prefixed(features: dict[str, Any] | None) -> dict[str, Any]:
     return {f"{studies.FEATURE_PREFIX}.{k}": v for k, v in (features or {}).items()}
-
-
-def default_params(family: str, space: dict[str, Any]) -> dict[str, Any]:
-    """The family's defaults, where they lie inside the searched space (queued as `family.param`)."""
-    defaults = FAMILIES.get(family).defaults
-    return {f"{family}.{k}": defaults[k] for k, spec in space.items() if k in defaults and _inside(spec, defaults[k])}
 
 
 def trial_seconds(trial: optuna.trial.FrozenTrial) -> float:

@@ -23,8 +23,9 @@ import numpy as np
 import optuna
 
 from cgtrain.fsutil import atomic_write_bytes
+from cgtrain import rundir
 
-OOF_DIR = "oof"
+OOF_DIR = rundir.OOF_DIR
 
 
 def oof_path(run_dir: Path, trial_number: int) -> Path:

@@ -39,8 +39,9 @@ from cgtrain.fsutil import atomic_write_json
 from cgtrain.request import TrainingRequest
 from cgtrain.tune import study as studies
 from cgtrain.tune import warm
+from cgtrain import rundir
 
-JOURNAL_FILE = "study.journal"
+JOURNAL_FILE = rundir.JOURNAL
 POLL_S = 0.25  # how often the lead looks at its workers, and an idle worker at the study
 MAX_RESTARTS = 3  # per worker slot: a worker that keeps dying is a bug, not bad luck
 RUNNING = optuna.trial.TrialState.RUNNING
@@ -188,9 +189,9 @@ def worker_command(uri: str, run_dir: Path, name: str, worker: int, started: flo
     """A local worker process; with `ray` ({"address", "tasks"}): the Ray driver that runs trials as tasks."""
     common = ["--study", uri, "--run-dir", str(run_dir), "--study-name", name, "--started", repr(started)]
     if ray is not None:
-        return [sys.executable, "-m", "cgtrain.ray_trials", *common, "--tasks", str(ray["tasks"]),
+        return [sys.executable, "-m", "cgtrain.tune.ray_trials", *common, "--tasks", str(ray["tasks"]),
                 *(["--address", ray["address"]] if ray.get("address") else [])]
-    return [sys.executable, "-m", "cgtrain.study_worker", *common, "--worker", str(worker)]
+    return [sys.executable, "-m", "cgtrain.tune.study_worker", *common, "--worker", str(worker)]
 
 
 def start_worker(uri: str, run_dir: Path, name: str, worker: int, started: float,
@@ -310,7 +311,7 @@ def run_shared_study(request: TrainingRequest, run_dir: Path, fingerprint: str, 
             supervise(study, uri, run_dir, request.hpo.workers, target, started, say, progress)
     goals = studies.objectives(request)
     if len(goals) > 1:  # metric vs latency / size: the trade-offs, not one winner
-        atomic_write_json(Path(run_dir) / "pareto_front.json", studies.pareto_front(study, goals))
+        atomic_write_json(Path(run_dir) / rundir.PARETO, studies.pareto_front(study, goals))
     return study
 
 

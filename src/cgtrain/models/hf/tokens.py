@@ -19,7 +19,7 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 
 from cgtrain.models.hf.cache import ShardCache, settings_key
-from cgtrain.train.data import SequenceData
+from cgtrain.engine.data import SequenceData
 
 TRUNCATIONS = ("head", "tail", "head_tail")
 

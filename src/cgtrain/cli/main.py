@@ -1,0 +1,365 @@
+"""The `cgtrain` command. Errors a user can fix print one clear line each, no traceback."""
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cgtrain.cli.errors import user_errors
+from cgtrain.cli.models import models_app
+from cgtrain.cli.pretrain import register as register_pretrain_command
+from cgtrain.cli.qa import profiling
+from cgtrain.qa.checks import after_tracking
+from cgtrain.cli.qa import register as register_qa_commands
+from cgtrain.cli.service import register as register_service_commands
+from cgtrain import rundir
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+                  help="Train, tune, test and use models that find flaws in source code.")
+data_app = typer.Typer(no_args_is_help=True, help="Make and inspect datasets.")
+app.add_typer(data_app, name="data")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from cgtrain import __version__
+
+        sys.stdout.write(f"cgtrain {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback(context_settings={"help_option_names": ["-h", "--help"]})
+def _main(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="print the version and exit")) -> None:
+    """Train, tune, test and use models that find flaws in source code."""
+app.add_typer(models_app, name="models")
+
+out = Console()
+err = Console(stderr=True)
+
+EXIT_INVALID_REQUEST = 2
+EXIT_FAILED = 1
+JSON_HELP = "print one JSON object (run dir, model, metrics, best trial) on stdout; progress goes to stderr"
+QUIET_HELP = "no progress or tables; only the model path (or, with --json, the JSON object) and errors"
+
+
+def resume_command(command: str, request: Path, overrides: list[str] | None, run_dir: Path) -> str:
+    """The command line that continues an interrupted run (said on Ctrl-C, disk full)."""
+    import shlex
+
+    return shlex.join(["cgtrain", command, str(request), *(overrides or []), "--run-dir", str(run_dir), "--resume"])
+
+
+@app.command()
+def validate(request: Path = typer.Argument(..., help="request file (YAML or JSON)"),
+             overrides: Optional[list[str]] = typer.Argument(None, help="dotted key=value overrides")) -> None:
+    """Check a training request; print the request as it would run."""
+    from cgtrain.data.loading import check_dataset
+    from cgtrain.request import load_request, request_to_yaml
+
+    with user_errors():
+        req = load_request(request, overrides or [])
+        check_dataset(req.dataset)  # a missing dataset is reported here as train would
+    out.print(f"[green]valid[/]: {request}")
+    out.print(request_to_yaml(req), markup=False, highlight=False)
+
+
+@app.command()
+def schema(output: Optional[Path] = typer.Option(None, "--out", help="write to this file")) -> None:
+    """Print the JSON Schema of training requests (generated from the model)."""
+    from cgtrain.fsutil import atomic_write_text
+    from cgtrain.request import request_json_schema
+
+    text = json.dumps(request_json_schema(), indent=2)
+    if output:
+        atomic_write_text(output, text + "\n")
+    else:
+        sys.stdout.write(text + "\n")
+
+
+@app.command()
+def families() -> None:
+    """List the model families and their default search spaces."""
+    from cgtrain.models import FAMILIES
+
+    table = Table("family", "input", "tasks", "default search space", "description")
+    for name in FAMILIES.names():
+        fam = FAMILIES.get(name)
+        table.add_row(name, fam.input, ", ".join(sorted(fam.tasks)), json.dumps(fam.default_space), fam.description)
+    out.print(table)
+
+
+@app.command()
+def train(request: Path = typer.Argument(..., help="request file (YAML or JSON)"),
+          overrides: Optional[list[str]] = typer.Argument(None, help="dotted key=value overrides"),
+          run_dir: Path = typer.Option(..., "--run-dir", help="where the run's records and model go"),
+          resume: bool = typer.Option(False, "--resume", help="continue an interrupted run, keeping its trials"),
+          force: bool = typer.Option(False, "--force", help="with --resume of a finished run: redo its refit and "
+                                                            "test (the model is replaced)"),
+          tracking_uri: Optional[str] = typer.Option(
+              None, "--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db)"),
+          no_track: bool = typer.Option(False, "--no-track", help="do not log to MLflow or register the model"),
+          profile: bool = typer.Option(False, "--profile", help="write a PyTorch profiler trace "
+                                                                "(profile_trace.json, for Perfetto) to the run dir"),
+          device: Optional[str] = typer.Option(None, "--device", help="neural families: auto | cpu | cuda | "
+                                                                      "cuda:N (sets train.device)"),
+          as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+          quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
+          ) -> None:
+    """Run a training request: study, refit, test; write everything to --run-dir."""
+    from cgtrain.flows.supervised import train as train_run
+    from cgtrain.request import RequestError, load_request
+
+    human, say = _human(as_json, quiet)
+    with user_errors(resume_hint=resume_command("train", request, overrides, run_dir)):
+        if device is not None:
+            from cgtrain.engine.distributed import check_device
+
+            try:
+                check_device(device)
+            except ValueError as exc:
+                raise RequestError([f"--device: {exc}"], str(request)) from None
+        req = load_request(request, [*(overrides or []), *([f"train.device={device}"] if device else [])])
+        with study_progress(human, quiet) as progress, profiling(run_dir, profile):
+            result = train_run(req, run_dir, resume=resume, say=say, progress=progress, force=force)
+    if not quiet:
+        print_results(result, human)
+    tracked = None
+    if not no_track:
+        from cgtrain.track.mlflow_tracking import try_log_run
+
+        tracked = try_log_run(result.run_dir, tracking_uri, req.name, request_path=request, say=say)
+        if tracked is not None:
+            after_tracking(result.run_dir, tracking_uri, say=say)
+    _summary(result, as_json, quiet, tracked)
+
+
+@app.command()
+def automl(data: Path = typer.Argument(..., help="dataset: JSONL/CSV/Parquet file or a directory of sources"),
+           overrides: Optional[list[str]] = typer.Argument(None, help="dotted key=value overrides of the request"),
+           budget: float = typer.Option(300.0, "--budget", min=1, help="wall-clock seconds for the whole run "
+                                                                       "(data, search, ensemble, refit, test)"),
+           metric: Optional[str] = typer.Option(None, "--metric", help="validation metric (default: the task's)"),
+           task: Optional[str] = typer.Option(None, "--task", help="binary | multiclass | regression "
+                                                                   "(default: inferred from the labels)"),
+           families: Optional[str] = typer.Option(None, "--families", help="comma-separated families "
+                                                                           "(default: every one that fits)"),
+           run_dir: Path = typer.Option(..., "--run-dir", help="where the run's records and model go"),
+           seed: int = typer.Option(0, "--seed"),
+           label: str = typer.Option("label", "--label", help="the target column (never a feature); class "
+                                                              "labels of any type come back as found on predict"),
+           qa: bool = typer.Option(False, "--qa", help="also run QA + report after the budgeted run (not counted)"),
+           track: bool = typer.Option(False, "--track", help="log to MLflow afterwards (not counted in the budget)"),
+           resume: bool = typer.Option(False, "--resume", help="continue an interrupted run, keeping its trials"),
+           as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+           quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
+           ) -> None:
+    """AutoML: search every family within a time budget; the best model or ensemble goes to --run-dir."""
+    from cgtrain.flows.supervised import train as train_run
+    from cgtrain.flows.automl_request import build_request
+
+    human, say = _human(as_json, quiet)
+    with user_errors(resume_hint="the same `cgtrain automl ...` command plus --resume"):
+        req = build_request(data, budget, metric=metric, task=task, seed=seed, qa=qa, overrides=overrides or [],
+                            label=None if label == "label" else label,
+                            families=[f.strip() for f in families.split(",") if f.strip()] if families else None)
+        say(f"automl: task {req.task}, metric {req.validation.metric}, families "
+            f"{', '.join(c.family for c in req.candidates)}")
+        result = train_run(req, run_dir, resume=resume, say=say)
+    if not quiet:
+        print_results(result, human)
+    tracked = None
+    if track:
+        from cgtrain.track.mlflow_tracking import try_log_run
+
+        tracked = try_log_run(result.run_dir, None, req.name, request_path=Path(run_dir) / rundir.REQUEST, say=say)
+    _summary(result, as_json, quiet, tracked)
+
+
+def _human(as_json: bool, quiet: bool):
+    """(console, say) for what a person reads: stdout, or stderr when stdout carries --json; silent with -q."""
+    human = err if as_json else out
+    return human, (lambda m: None) if quiet else (lambda m: human.print(m, highlight=False))
+
+
+def _summary(result, as_json: bool, quiet: bool, tracked=None) -> None:
+    """The last word: the JSON object with --json, the model path with -q (print_results said it otherwise)."""
+    m = result.metrics
+    if as_json:
+        record = {"run_dir": str(result.run_dir), "model": str(result.run_dir / rundir.MODEL_FILE),
+                  "best": m.get("best"), "test": m.get("test"), "cv": m.get("cv"),
+                  "n_train": m.get("n_train"), "n_test": m.get("n_test"), "warnings": m.get("warnings", []),
+                  "tracked": None if tracked is None else {"run_id": tracked.run_id, "model": tracked.model_name,
+                                                           "version": tracked.model_version}}
+        sys.stdout.write(json.dumps(record) + "\n")
+    elif quiet:
+        sys.stdout.write(f"{result.run_dir / rundir.MODEL_FILE}\n")
+
+
+@contextmanager
+def study_progress(console: Console | None = None, quiet: bool = False):
+    if quiet:
+        yield None
+        return
+    columns = [TextColumn("trials"), BarColumn(), MofNCompleteColumn(), TextColumn("best {task.fields[best]}"),
+               TimeElapsedColumn()]
+    with Progress(*columns, console=console or out, transient=False) as bar:
+        task = bar.add_task("study", total=None, best="-")
+
+        def update(done: int, total: int, best: float | None) -> None:
+            bar.update(task, completed=done, total=total, best="-" if best is None else f"{best:.4f}")
+
+        yield update
+
+
+def print_results(result, console: Console | None = None) -> None:
+    console = console or out
+    board = result.leaderboard
+    metric_col = next((c for c in board.columns if c.endswith("_mean")), None)
+    if metric_col is None:  # a budget that ended before any trial: the default model was refit
+        import pandas as pd
+
+        board = pd.DataFrame(columns=["trial", "family", "params", "cv_mean", "cv_std", "fit_seconds", "state"])
+        metric_col = "cv_mean"
+    table = Table("trial", "family", "params", metric_col.removesuffix("_mean") + " (CV)", "fit s", "state",
+                  title="leaderboard (top 10)")
+    for row in board.head(10).itertuples(index=False):
+        d = row._asdict()
+        mean, std = d[metric_col], d[metric_col.replace("_mean", "_std")]
+        cv = "-" if mean != mean or mean is None else f"{mean:.4f} ± {std:.4f}"
+        table.add_row(str(d["trial"]), d["family"], _short(d["params"]), cv, f"{d['fit_seconds'] or 0:.1f}",
+                      d["state"])
+    console.print(table)
+    m = result.metrics
+    base_key = next((k for k in ("baseline_majority", "baseline_mean", "baseline_random") if k in m), None)
+    base = m.get(base_key) or {}
+    test = Table("metric", "test", *([base_key.replace("baseline_", "") + " baseline"] if base_key else []),
+                 title=f"held-out test ({m['n_test']} rows)")
+    for name, value in m["test"].items():
+        test.add_row(name, _num(value), *([_num(base.get(name))] if base_key else []))
+    console.print(test)
+    console.print(f"model: {result.run_dir / rundir.MODEL_FILE}  ({m['best']['family']}, trial {m['best']['trial']})")
+
+
+def _num(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _short(params: str, width: int = 60) -> str:
+    return params if len(params) <= width else params[: width - 1] + "…"
+
+
+def _open_predictor(run: Path | None, model: str | None, tracking_uri: str | None, trust: tuple[str, ...], raw: bool):
+    """The audited model behind --run DIR, --model FILE or --model NAME@alias."""
+    import dataclasses
+
+    from cgtrain.serve.predictor import load_predictor
+
+    if model is not None and not (Path(model).exists() or model.endswith(".skops")):
+        from cgtrain.registry.model_registry import load_registered
+
+        predictor = load_registered(model, tracking_uri=tracking_uri, trust=trust)
+    else:
+        predictor = load_predictor(run_dir=run, model_path=Path(model) if model else None, trust=trust)
+    return dataclasses.replace(predictor, raw=True) if raw else predictor
+
+
+@app.command()
+def predict(source: Path = typer.Argument(..., help="a source file, a directory of them, a JSONL of functions, "
+                                                    "or - for standard input (JSONL or source)"),
+            run: Optional[Path] = typer.Option(None, "--run", help="run directory holding the model"),
+            model: Optional[str] = typer.Option(None, "--model", help="a model file (.skops), or a registered "
+                                                                      "model: NAME@champion, NAME/VERSION"),
+            tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow store for --model NAME"),
+            output: Optional[Path] = typer.Option(None, "--out", help="write JSONL here instead of stdout"),
+            trust: Optional[list[str]] = typer.Option(None, "--trust", help="an exact type name outside the "
+                                                      "allowlist that you vouch for (repeatable; each is logged)"),
+            raw: bool = typer.Option(False, "--raw", help="the model's uncalibrated probability and argmax label "
+                                                          "(default: QA's calibration and threshold, as reported)")
+            ) -> None:
+    """Probability and label per function (value / anomaly score / cluster id per table row), as JSONL."""
+    from cgtrain.fsutil import atomic_write_text
+    from cgtrain.serve.predictor import check_output
+
+    if (run is None) == (model is None):
+        err.print("error: give exactly one of --run DIR or --model FILE", highlight=False)
+        raise typer.Exit(EXIT_INVALID_REQUEST)
+    with user_errors():
+        if output is not None:  # never over a run's own files, the model or the input
+            check_output(output, run_dir=run, model=Path(model) if model else None, source=source)
+        for name in trust or ():  # the escape hatch is never silent
+            err.print(f"warning: --trust {name}: loading this type on your word, outside cgtrain's allowlist",
+                      markup=False, highlight=False)
+        predictor = _open_predictor(run, model, tracking_uri, tuple(trust or ()), raw)
+        items = predictor.read(source)  # "-": standard input
+        rows = list(predictor.predict(items))
+        lines = [json.dumps(r, sort_keys=False) for r in rows]
+        text = "\n".join(lines) + ("\n" if lines else "")
+        if output:
+            atomic_write_text(output, text)
+    not_scored = [r for r in rows if "error" in r]
+    for r in not_scored[:20]:  # the lines are in the output too; say why here
+        err.print(f"not scored: {r['id']}: {r['error']}", markup=False, highlight=False, soft_wrap=True)
+    if len(not_scored) > 20:
+        err.print(f"not scored: {len(not_scored) - 20} more (lines with \"error\" in the output)", highlight=False)
+    if output:
+        err.print(f"{len(lines) - len(not_scored)} predictions, {len(not_scored)} not scored -> {output}",
+                  highlight=False)
+    else:
+        sys.stdout.write(text)
+
+
+@data_app.command("synth-bugs")
+def synth_bugs(output: Path = typer.Option(..., "--out", help="JSONL file to write"),
+               seed: int = typer.Option(0, "--seed"),
+               max_functions: int = typer.Option(5000, "--max-functions", min=1, help="clean functions to take"),
+               source: Optional[list[Path]] = typer.Option(None, "--source", help="directory of Python source; "
+                                                                                  "repeat for more (default: the "
+                                                                                  "standard library)")
+               ) -> None:
+    """Make a labelled bug-detection set: real functions and copies with one injected bug."""
+    from cgtrain.data.synth_bugs import write_dataset
+
+    try:
+        stats = write_dataset(output, seed=seed, max_functions=max_functions, source_dir=list(source or []))
+    except ValueError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(EXIT_FAILED)
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(stats.by_kind.items()))
+    out.print(f"wrote {stats.n_functions + stats.n_buggy} rows to {output}: {stats.n_functions} clean, "
+              f"{stats.n_buggy} buggy ({kinds}); {stats.n_files_read} files read, "
+              f"{stats.n_files_skipped} skipped", highlight=False)
+
+
+@data_app.command("sklearn")
+def sklearn_dataset(name: str = typer.Argument(..., help="a dataset bundled with scikit-learn: "
+                                                         "diabetes, breast_cancer, iris, wine, digits"),
+                    output: Path = typer.Option(..., "--out", help="file to write (.csv, .parquet or .jsonl)")
+                    ) -> None:
+    """Write a dataset bundled with scikit-learn (no download) as a table; prints the request columns."""
+    from cgtrain.data.bundled import write_sklearn_dataset
+
+    with user_errors():
+        info = write_sklearn_dataset(name, output)
+    out.print(f"wrote {info.rows} rows to {output}: task {info.task}, label column 'label', "
+              f"{len(info.numeric_columns)} numeric columns", highlight=False)
+
+
+register_qa_commands(app)  # report, explain, compare, repeat (cli_qa.py)
+register_service_commands(app)  # serve, worker, token create (cli_service.py)
+register_pretrain_command(app)  # pretrain (cli_pretrain.py)
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,149 @@
+"""Between the study and the refit: is an ensemble of the top trials better than the best one?
+
+Reads the top-k full-fidelity trials' out-of-fold predictions (`oof/`), scores voting and/or
+stacking by the same CV folds (see `cgtrain.models.ensemble`), and keeps the best ensemble
+only when its CV mean beats the best single trial's and its refit fits the time budget.
+The decision and every score go to `ensemble.json` in the run directory.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import optuna
+from sklearn.base import clone
+
+from cgtrain.core.fit import fit_family, make_featurizer, refit_params
+from cgtrain.fsutil import atomic_write_json
+from cgtrain.models import FAMILIES
+from cgtrain.models.ensemble import EnsembleChoice, EnsembleModel, beats, select
+from cgtrain.request import TrainingRequest
+from cgtrain.tune import study as studies
+from cgtrain.tune.hooks import load_oof
+
+RECORD = "ensemble.json"
+REFIT_SAFETY = 1.3
+
+
+def member_refit_seconds(trial: optuna.trial.FrozenTrial, n_folds: int) -> float:
+    folds = trial.user_attrs.get("fold_seconds") or []
+    per_fold = float(np.max(folds)) if folds else float(trial.user_attrs.get("fit_seconds") or 0) / max(n_folds, 1)
+    return per_fold * n_folds / max(n_folds - 1, 1)
+
+
+def choose_ensemble(request: TrainingRequest, run_dir: Path, prepared, study: optuna.Study,
+                    say: Callable[[str], None], started: float | None = None) -> EnsembleChoice | None:
+    """The ensemble to refit, or None (the best single trial) — with the reason in ensemble.json."""
+    metric = request.validation.metric
+    ranked = studies.ranked_trials(study)
+    best = ranked[0] if ranked else None  # the ensemble must beat the best trial of any family
+    record: dict[str, Any] = {"method": request.hpo.ensemble, "metric": metric, "kept": False}
+    # Members read the pipeline's token docs: a family that reads raw code (its own tokenizer) cannot be one,
+    # else it would be refit and served on token docs though it was scored on code in CV.
+    ranked = [t for t in ranked if _reads_tokens(t.user_attrs.get("family"))]
+    mode = _token_mode(request, ranked[0]) if ranked else None  # members read the best trial's token docs
+    ranked = [t for t in ranked if _token_mode(request, t) == mode]
+    members = {t.number: load_oof(run_dir, t.number) for t in diverse_top(ranked, request.hpo.ensemble_size)}
+    members = {n: o for n, o in members.items() if o is not None and len(o) == len(prepared.folds)}
+    if len(members) < 2:
+        return _decide(run_dir, record, None, f"fewer than 2 finished trials with out-of-fold predictions "
+                                              f"({len(members)})", say)
+    y_folds = [prepared.y[va] for _, va in prepared.folds]
+    found = select(members, y_folds, metric, request.hpo.ensemble, prepared.n_classes,
+                   regression=request.task == "regression", seed=request.seed)
+    record.update({"best_single": {"trial": best.number, "family": best.user_attrs.get("family"),
+                                   "cv_mean": best.values[0], "folds": best.user_attrs.get("fold_scores")},
+                   "candidates": [{"method": c.method, "trials": c.trials, "weights": c.weights,
+                                   "cv_mean": c.cv_mean, "folds": c.fold_scores} for c in found]})
+    if not found:
+        return _decide(run_dir, record, None, "no ensemble could be scored", say)
+    top = found[0]
+    if not beats(top.cv_mean, best.values[0], metric):
+        return _decide(run_dir, record, None, f"dropped: {top.method} CV {metric} {top.cv_mean:.4f} does not beat "
+                                              f"the best single trial's {best.values[0]:.4f}", say)
+    top = _prune_zero_weights(top)
+    by_number = {t.number: t for t in ranked}
+    need = REFIT_SAFETY * sum(member_refit_seconds(by_number[n], len(prepared.folds)) for n in top.trials)
+    budget = getattr(request.hpo, "budget_s", None)
+    if budget is not None and started is not None:
+        left = budget - (time.time() - started)
+        if need > left:
+            return _decide(run_dir, record, None, f"dropped: refitting its {len(top.trials)} members needs "
+                                                  f"~{need:.0f}s, the budget has {left:.0f}s left", say)
+    record["chosen"] = {"method": top.method, "trials": top.trials, "weights": top.weights, "cv_mean": top.cv_mean}
+    return _decide(run_dir, record, top, f"kept: {top.method} of trials {top.trials}, CV {metric} "
+                                         f"{top.cv_mean:.4f} > best single {best.values[0]:.4f}", say)
+
+
+def _reads_tokens(family: str | None) -> bool:
+    return family not in FAMILIES or FAMILIES.get(family).input != "code"
+
+
+def _token_mode(request: TrainingRequest, trial) -> tuple[bool, bool]:
+    from cgtrain.features.settings import feature_settings, token_mode
+
+    return token_mode(feature_settings(request.features, studies.trial_features(trial)))
+
+
+def diverse_top(ranked: list[optuna.trial.FrozenTrial], k: int) -> list[optuna.trial.FrozenTrial]:
+    """k trials, best first: the best of each family, then the next best overall (diverse members blend better)."""
+    firsts, seen = [], set()
+    for t in ranked:
+        if t.user_attrs.get("family") not in seen:
+            seen.add(t.user_attrs.get("family"))
+            firsts.append(t)
+    rest = [t for t in ranked if t not in firsts]
+    return sorted((firsts + rest)[:k], key=ranked.index)
+
+
+def _prune_zero_weights(choice: EnsembleChoice) -> EnsembleChoice:
+    if choice.method != "voting":
+        return choice
+    keep = [i for i, w in enumerate(choice.weights) if w > 0]
+    return EnsembleChoice(choice.method, [choice.trials[i] for i in keep], [choice.weights[i] for i in keep],
+                          choice.fold_scores, choice.meta)
+
+
+def _decide(run_dir: Path, record: dict, choice: EnsembleChoice | None, reason: str, say) -> EnsembleChoice | None:
+    record.update({"kept": choice is not None, "reason": reason})
+    atomic_write_json(Path(run_dir) / RECORD, record)
+    say(f"ensemble: {reason}")
+    return choice
+
+
+def refit_ensemble(request: TrainingRequest, choice: EnsembleChoice, study: optuna.Study, X_train,
+                   y_train) -> tuple[EnsembleModel, dict]:
+    """Refit each member on all training rows (as the single-model refit does) and assemble them."""
+    from sklearn.pipeline import Pipeline
+
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    inputs = [FAMILIES.get(trials[n].user_attrs["family"]).input for n in choice.trials]
+    keys = {json.dumps(studies.trial_features(trials[n]), sort_keys=True) for n, inp in zip(choice.trials, inputs)
+            if inp == "features"}
+    shared = len(keys) <= 1  # one featurisation: fitted once, shared; else each member brings its own
+    settings = json.loads(next(iter(keys))) if keys else None
+    featurizer = make_featurizer(request, settings) if "features" in inputs and shared else None
+    X_feat = featurizer.fit_transform(X_train, y_train) if featurizer is not None else None
+    fitted, described, own = [], [], {}
+    for i, (n, inp) in enumerate(zip(choice.trials, inputs)):
+        t = trials[n]
+        family = t.user_attrs["family"]
+        params = refit_params(json.loads(t.user_attrs["params"]), t.user_attrs.get("best_epochs"))
+        if inp == "features" and not shared:
+            feat = make_featurizer(request, studies.trial_features(t))
+            Xi = feat.fit_transform(X_train, y_train)
+            fitted.append(Pipeline([("features", feat), ("model", fit_family(request, family, params, Xi, y_train))]))
+            own[i] = "tokens"
+        else:
+            fitted.append(fit_family(request, family, params, X_feat if inp == "features" else X_train, y_train))
+        described.append({"trial": n, "family": family, "params": params,
+                          **({"features": studies.trial_features(t)} if "features" in t.user_attrs else {})})
+    inputs = [own.get(i, inp) for i, inp in enumerate(inputs)]
+    model = EnsembleModel(members=[clone(m) for m in fitted], inputs=inputs, featurizer=featurizer, method=choice.method,
+                          weights=list(choice.weights), meta=choice.meta,
+                          task="regression" if request.task == "regression" else request.task)
+    model.assemble(featurizer, fitted, y_train)
+    return model, {"method": choice.method, "weights": list(choice.weights), "members": described}
