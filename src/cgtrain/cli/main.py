@@ -16,7 +16,6 @@ from cgtrain.cli.errors import user_errors
 from cgtrain.cli.models import models_app
 from cgtrain.cli.pretrain import register as register_pretrain_command
 from cgtrain.cli.qa import profiling
-from cgtrain.qa.checks import after_tracking
 from cgtrain.cli.qa import register as register_qa_commands
 from cgtrain.cli.service import register as register_service_commands
 from cgtrain import rundir
@@ -137,6 +136,8 @@ def train(request: Path = typer.Argument(..., help="request file (YAML or JSON)"
 
         tracked = try_log_run(result.run_dir, tracking_uri, req.name, request_path=request, say=say)
         if tracked is not None:
+            from cgtrain.qa.checks import after_tracking
+
             after_tracking(result.run_dir, tracking_uri, say=say)
     _summary(result, as_json, quiet, tracked)
 
