@@ -22,3 +22,14 @@ def mlflow_store(tmp_path_factory):
         return f"sqlite:///{directory / 'mlflow.db'}"
 
     return make
+
+
+@pytest.fixture
+def one_thread():
+    """Bit-identity across processes needs the same reduction order: one intra-op torch thread."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -50,15 +50,6 @@ def _offline_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("CGTRAIN_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "hf-cache"))
 
 
-@pytest.fixture
-def one_thread():
-    """Bit-identity across processes needs the same reduction order: one intra-op thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 SHORT = dict(max_length=32, batch_size=4, lr=2e-4, warmup_frac=0.0, schedule="constant", patience=None,
              device="cpu", val_metric="accuracy")
 

@@ -3,7 +3,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from cgtrain.pretrain import PretrainSettings, pretrain
 
@@ -42,14 +41,6 @@ def tiny_settings(root: Path, **kw) -> PretrainSettings:
 def tiny():
     """tiny(corpus_root, **overrides) -> PretrainSettings of a seconds-long run."""
     return tiny_settings
-
-
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

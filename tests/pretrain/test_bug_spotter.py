@@ -1,35 +1,18 @@
 """Family `bug_spotter`: token supervision from clean/flawed twins, function scores, the explanation
 per token, plain-data state that saves and loads, and its token / data-flow features."""
-import random
 
 import numpy as np
 import pytest
 
-from cgtrain.data.synth_bugs import BUG_KINDS, bug_location, mutate, normalise
+from helpers.bugs import SOURCES, twin_rows
+from cgtrain.data.synth_bugs import bug_location
 from cgtrain.models.bug_spotter import BugSpotter
 from cgtrain.features.bug_tokens import function_tokens, name_facts, relation_features, tokenize
 from cgtrain.models import FAMILIES
 from cgtrain.artifacts.files import load_model, save_model
 
-SOURCES = [
-    "def f{i}(items, limit):\n    total = 0\n    for x in items[1:limit]:\n        if x > limit and not total:\n"
-    "            total = total + x\n    return total",
-    "def g{i}(a, b=1):\n    if a.size is None:\n        return a.start\n    c = a.start * b\n    return c",
-    "def h{i}(self, key, default=None):\n    value = self.data.get(key)\n    if value is None:\n"
-    "        return default\n    return value[0:len(value) - 1]",
-]
-
-
 def make_rows(n_per_source: int = 12) -> tuple[list[str], np.ndarray]:
-    codes, y = [], []
-    for i in range(n_per_source):
-        for src in SOURCES:
-            text = src.format(i=i)
-            kind = BUG_KINDS[(i + len(codes)) % len(BUG_KINDS)]
-            mutant = next((m for k in (kind, *BUG_KINDS) if (m := mutate(text, k, random.Random(i)))), None)
-            codes += [normalise(text), mutant]
-            y += [0, 1]
-    return codes, np.array(y)
+    return twin_rows(n_per_source, SOURCES)
 
 
 @pytest.fixture(scope="module")

@@ -2,35 +2,19 @@
 token scores per row, plain-data state, and the encoder `cgtrain pretrain` wrote as its base."""
 import os
 import pickle
-import random
 
 import numpy as np
 import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-from cgtrain.data.synth_bugs import BUG_KINDS, bug_location, mutate, normalise  # noqa: E402
+from helpers.bugs import SOURCES, twin_rows
+from cgtrain.data.synth_bugs import bug_location  # noqa: E402
 from cgtrain.models import FAMILIES  # noqa: E402
 from cgtrain.models.locator import BugLocator, LocatorNet, LocatorObjective, find_twins  # noqa: E402
 
-SOURCES = [
-    "def f{i}(items, limit):\n    total = 0\n    for x in items[1:limit]:\n        if x > limit and not total:\n"
-    "            total = total + x\n    return total",
-    "def g{i}(a, b=1):\n    if a.size is None:\n        return a.start\n    c = a.start * b\n    return c",
-]
-
-
 def make_rows(n_per_source: int = 10) -> tuple[list[str], np.ndarray]:
-    codes, y = [], []
-    for i in range(n_per_source):
-        for src in SOURCES:
-            text = src.format(i=i)
-            clean = normalise(text)
-            kind = BUG_KINDS[(i + len(codes)) % len(BUG_KINDS)]
-            mutant = next((m for k in (kind, *BUG_KINDS) if (m := mutate(text, k, random.Random(i)))), None)
-            codes += [clean, mutant]
-            y += [0, 1]
-    return codes, np.array(y)
+    return twin_rows(n_per_source, SOURCES[:2])
 
 
 SHORT = dict(max_length=64, epochs=2, batch_size=8, lr=1e-3, patience=None, device="cpu", warmup_frac=0.0)
