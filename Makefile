@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_DATA := data/pybugs.jsonl
 DEMO_RUN := runs/demo
 
-.PHONY: demo test setup lock clean browser
+.PHONY: demo test setup lock clean browser ui
 
 setup: $(STAMP)
 
@@ -30,6 +30,10 @@ browser:
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
+
+# The MLflow UI over the embedded store that `cgtrain train` logs to (runs, trials, registered models).
+ui: $(STAMP)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --port $${PORT:-5000}
 
 # Refresh the lock after changing dependencies in pyproject.toml.
 lock: $(STAMP)

@@ -165,15 +165,15 @@ def main() -> None:
             ours = run_cgtrain(train_path, test_path, run_dir, args.budget, args.overrides)
             p1 = np.array([ours["probs"][r["id"]] for r in test])
             res["cgtrain"] = {**scores(y_test, p1, clean), "wall_s": ours["wall_s"], "best": ours["best"]}
-            print(f"  cgtrain {res['cgtrain']}", flush=True)
+            print(f"  cgtrain {res['cgtrain']} load {os.getloadavg()}", flush=True)
         base = run_baseline(train, test, y_train)
         if "baseline" in which:
             res["baseline"] = {**scores(y_test, base["p1"], clean), "wall_s": base["wall_s"], "best": "tfidf+logreg"}
-            print(f"  baseline {res['baseline']}", flush=True)
+            print(f"  baseline {res['baseline']} load {os.getloadavg()}", flush=True)
         if not args.no_flaml and "flaml" in which:
             fl = run_flaml(*base["X"], y_train, args.budget, seed)
             res["flaml"] = {**scores(y_test, fl["p1"], clean), "wall_s": fl["wall_s"], "best": fl["best"]}
-            print(f"  flaml {res['flaml']}", flush=True)
+            print(f"  flaml {res['flaml']} load {os.getloadavg()}", flush=True)
         table.append((seed, res))
     print(f"\nload average: {os.getloadavg()}")
     print(f"{'seed':>4} {'contender':>9} {'F1 all':>7} {'F1 clean':>8} {'AUC all':>7} {'AUC clean':>9} {'wall s':>7}  best")

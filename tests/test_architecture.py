@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1] / "src" / "cgtrain"
 
 # Lowest first. A module may import its own layer's modules (without cycles) and any lower layer's.
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "fsutil", "plugins", "interrupts", "rundir", "rundir_lock", "quiet"),
+    ("errors", "extras", "fsutil", "plugins", "interrupts", "rundir", "rundir_lock", "quiet"),
     ("features", "engine", "evaluate"),  # building blocks that know nothing of a request
     ("models", "artifacts"),  # model families; safe model files (audited skops)
     ("request",),  # the request schema validates families by their declarations

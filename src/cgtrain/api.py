@@ -138,8 +138,8 @@ def _run(req, run_dir: Path, resume: bool, track: bool, tracking_uri: str | None
     say = say or (lambda message: None)
     result = train_run(req, run_dir, resume=resume, say=say)
     if track:
-        from cgtrain.qa.checks import after_tracking
-        from cgtrain.track.mlflow_tracking import try_log_run
+        from cgtrain.qa.champion import after_tracking
+        from cgtrain.track import try_log_run
 
         request_path = Path(run_dir) / rundir.REQUEST
         if try_log_run(result.run_dir, tracking_uri, req.name, request_path=request_path, say=say) is not None:

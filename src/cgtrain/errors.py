@@ -65,3 +65,12 @@ class TrackingError(CgtrainError):
 
 class PathRefused(CgtrainError, ValueError):
     """A dataset path the service will not read; the message is one line saying why."""
+
+
+class MissingExtra(CgtrainError, ValueError):
+    """A feature needs an optional dependency that is not installed; the message gives the pip command."""
+
+    def __init__(self, what: str, modules: list[str], extra: str):
+        self.what, self.modules, self.extra = what, modules, extra
+        super().__init__(f"{what} needs {', '.join(modules)}, which {'is' if len(modules) == 1 else 'are'} not "
+                         f"installed; install with: pip install 'cgtrain[{extra}]'")

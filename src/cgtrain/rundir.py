@@ -17,7 +17,7 @@ QUARANTINE = "quarantine.jsonl"  # rows that could not be used, with line number
 CONFLICTS = "label_conflicts.jsonl"  # code bodies that carry more than one label
 STUDY_DB = "study.db"  # the Optuna study (SQLite) of a single-process run
 JOURNAL = "study.journal"  # the study shared by worker processes (Optuna JournalStorage)
-STUDY_NAME = "cgtrain"  # the study's name inside either storage
+STUDY_NAME = "cgtrain"  # the study's name in a shared storage without hpo.study_name (and in study.db before 0.2)
 OOF_DIR = "oof"  # out-of-fold predictions per trial (for ensembles)
 LEADERBOARD = "leaderboard.csv"
 PARETO = "pareto_front.json"
@@ -114,14 +114,16 @@ class RunDir:
 
     def trials(self) -> list:
         """The study's trials less those re-queued after a crash (their retries are kept); [] without a study."""
-        import optuna
-
         if not (self.path / STUDY_DB).is_file():
             return []
+        return [t for t in self.study().get_trials(deepcopy=False) if not t.user_attrs.get("stale")]
 
-        with optuna_quiet():
-            study = optuna.load_study(study_name=STUDY_NAME, storage=self.study_url())
-        return [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("stale")]
+    def study(self):
+        """The run's one Optuna study in study.db (named after the request; "cgtrain" in older runs)."""
+        import optuna
+
+        with optuna_quiet():  # no "study name was omitted" log line
+            return optuna.load_study(study_name=None, storage=self.study_url())
 
     def test_rows(self) -> list[dict[str, Any]]:
         """test_predictions.jsonl, one dict per held-out row."""

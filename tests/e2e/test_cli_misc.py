@@ -17,6 +17,9 @@ def test_families_lists_every_family_with_its_space():
     out = cgtrain("families", check=True).stdout
     for name in ("logreg", "linear_svm", "random_forest", "lightgbm", "textcnn", "bigru", "transformer", "mlp"):
         assert name in out
+    listed = {f["name"]: f for f in json.loads(cgtrain("families", "--json", check=True).stdout)}
+    assert listed["textcnn"]["available"] and listed["textcnn"]["extra"] == "torch"  # this env has every extra
+    assert listed["logreg"]["extra"] is None and listed["lightgbm"]["default_space"]["num_leaves"]["type"] == "int"
 
 
 def test_synth_bugs_command_writes_a_labelled_corpus(tmp_path):
@@ -50,6 +53,15 @@ def test_train_json_is_one_object_on_stdout_with_the_progress_on_stderr(tmp_path
     assert record["test"] == json.loads((tmp_path / "run" / "metrics.json").read_text())["test"]
     assert record["model"] == str(tmp_path / "run" / "model.skops") and record["best"]["family"] == "logreg"
     assert "leaderboard" in proc.stderr and "held-out test" in proc.stderr
+    assert "trials 1/1 finished, best" in proc.stderr  # not a terminal: a plain line per trial, for CI logs
+    import optuna  # the study is named after the request (optuna-dashboard lists it by that name)
+
+    assert optuna.get_all_study_names(f"sqlite:///{tmp_path / 'run' / 'study.db'}") == ["tiny"]
+    assert json.loads(cgtrain("metrics", tmp_path / "run", "--json", check=True).stdout)["test"] == record["test"]
+    shown = cgtrain("metrics", tmp_path / "run", check=True).stdout
+    assert "held-out test" in shown and "best trial 0 (logreg)" in shown
+    nothing = cgtrain("metrics", tmp_path)
+    assert nothing.returncode == 2 and "no metrics.json" in nothing.stderr
 
     quiet = cgtrain("train", req, "--run-dir", tmp_path / "quiet", "--no-track", "-q", check=True)
     assert quiet.stdout == f"{tmp_path / 'quiet' / 'model.skops'}\n"

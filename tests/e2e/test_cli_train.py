@@ -33,16 +33,17 @@ def test_train_writes_a_complete_run_and_learns_a_learnable_flaw(tmp_path, easy_
 
 
 def test_same_request_and_seed_give_identical_metrics_and_model(tmp_path, bugs_jsonl):
-    req = write_request(tmp_path, bugs_jsonl, hpo={"n_trials": 2})
+    req = write_request(tmp_path, bugs_jsonl, hpo={"n_trials": 2}, qa={"enabled": False})
     for name in ("a", "b"):
-        cgtrain("train", req, "--run-dir", tmp_path / name, check=True)
+        cgtrain("train", req, "--run-dir", tmp_path / name, "--no-track", check=True)
     assert (tmp_path / "a/metrics.json").read_bytes() == (tmp_path / "b/metrics.json").read_bytes()
     assert (tmp_path / "a/model.skops").read_bytes() == (tmp_path / "b/model.skops").read_bytes()
 
 
 def test_predict_scores_functions_of_a_python_file_and_a_jsonl(tmp_path, bugs_jsonl):
-    req = write_request(tmp_path, bugs_jsonl, hpo={"n_trials": 1}, candidates=[{"family": "logreg"}])
-    cgtrain("train", req, "--run-dir", tmp_path / "run", check=True)
+    req = write_request(tmp_path, bugs_jsonl, hpo={"n_trials": 1}, candidates=[{"family": "logreg"}],
+                        qa={"enabled": False})
+    cgtrain("train", req, "--run-dir", tmp_path / "run", "--no-track", check=True)
     source = tmp_path / "some_file.py"
     source.write_text("def f(a, b):\n    '''doc'''\n    return a + b\n\nclass K:\n    def m(self, x):\n"
                       "        return x < 3\n")
@@ -62,8 +63,9 @@ def test_a_malicious_model_file_is_refused_and_never_runs(tmp_path, bugs_jsonl):
     proc = cgtrain("predict", "--model", evil, bugs_jsonl)
     assert proc.returncode == 2 and "refusing to load" in proc.stderr
     # Swapped into a real run directory it fails the recorded checksum first.
-    req = write_request(tmp_path, bugs_jsonl, hpo={"n_trials": 1}, candidates=[{"family": "logreg"}])
-    cgtrain("train", req, "--run-dir", tmp_path / "run", check=True)
+    req = write_request(tmp_path, bugs_jsonl, hpo={"n_trials": 1}, candidates=[{"family": "logreg"}],
+                        qa={"enabled": False})
+    cgtrain("train", req, "--run-dir", tmp_path / "run", "--no-track", check=True)
     (tmp_path / "run/model.skops").write_bytes(payload)
     proc = cgtrain("predict", "--run", tmp_path / "run", bugs_jsonl)
     assert proc.returncode == 2 and "checksum" in proc.stderr and "Traceback" not in proc.stderr
@@ -107,8 +109,8 @@ def test_corrupted_rows_are_quarantined_or_stop_the_run(tmp_path, bugs_jsonl):
     data = tmp_path / "corrupted.jsonl"
     data.write_bytes(b"\n".join(corrupted) + b"\n")
     req = write_request(tmp_path, data, dataset={"max_bad_fraction": 0.05}, hpo={"n_trials": 1},
-                        candidates=[{"family": "logreg"}])
-    cgtrain("train", req, "--run-dir", tmp_path / "ok", check=True)
+                        candidates=[{"family": "logreg"}], qa={"enabled": False})
+    cgtrain("train", req, "--run-dir", tmp_path / "ok", "--no-track", check=True)
     quarantined = read_jsonl(tmp_path / "ok/quarantine.jsonl")
     assert len(quarantined) == n_bad
     expected_lines = [10 + i * 7 + 1 for i in range(n_bad)]
@@ -123,10 +125,10 @@ def test_corrupted_rows_are_quarantined_or_stop_the_run(tmp_path, bugs_jsonl):
 def test_kill_9_then_resume_keeps_finished_trials(tmp_path, bugs_jsonl):
     n_trials = 25
     req = write_request(tmp_path, bugs_jsonl, hpo={"sampler": "random", "n_trials": n_trials},
-                        candidates=[{"family": "logreg"}])
+                        candidates=[{"family": "logreg"}], qa={"enabled": False})
     run = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "MLFLOW_TRACKING_URI": MLFLOW_URI}
-    proc = subprocess.Popen([sys.executable, "-m", "cgtrain", "train", str(req), "--run-dir", str(run)],
+    proc = subprocess.Popen([sys.executable, "-m", "cgtrain", "train", str(req), "--run-dir", str(run), "--no-track"],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     before = _wait_for_trials(run / "study.db", 3, proc)
     os.kill(proc.pid, signal.SIGKILL)
@@ -134,8 +136,8 @@ def test_kill_9_then_resume_keeps_finished_trials(tmp_path, bugs_jsonl):
     kept = {t.number: t.params for t in _trials(run / "study.db") if t.state.name == "COMPLETE"}
     assert len(kept) >= len(before) >= 3 and len(kept) < n_trials
     assert cgtrain("train", req, "--run-dir", run).returncode == 2  # no silent overwrite without --resume
-    proc2 = cgtrain("train", req, "--run-dir", run, "--resume", check=True)
-    assert "resume:" in proc2.stdout
+    proc2 = cgtrain("train", req, "--run-dir", run, "--resume", "--no-track", check=True)
+    assert "resume:" in proc2.stderr
     trials = _trials(run / "study.db")
     complete = {t.number: t.params for t in trials if t.state.name == "COMPLETE"}
     assert all(complete[n] == p for n, p in kept.items())  # every finished trial kept as it was
@@ -145,7 +147,7 @@ def test_kill_9_then_resume_keeps_finished_trials(tmp_path, bugs_jsonl):
 
 
 def _trials(db):
-    return optuna.load_study(study_name="cgtrain", storage=f"sqlite:///{db}").get_trials()
+    return optuna.load_study(study_name=None, storage=f"sqlite:///{db}").get_trials()
 
 
 def _wait_for_trials(db, n, proc, timeout=240):
@@ -168,11 +170,12 @@ def test_neural_and_classical_families_compete_in_one_study(tmp_path, bugs_jsonl
     req = write_request(tmp_path, bugs_jsonl, hpo={"sampler": "grid", "n_trials": 5, "pruner": "median"},
                         candidates=[{"family": "logreg", "space": {"C": {"type": "categorical", "choices": [1.0]}}},
                                     {"family": "textcnn", "space": {"lr": one},
-                                     "params": {"epochs": 2, "embed_dim": 32, "width": 32}}])
-    cgtrain("train", req, "--run-dir", tmp_path / "run", check=True)
+                                     "params": {"epochs": 2, "embed_dim": 32, "width": 32}}],
+                        qa={"enabled": False})  # integrated gradients over a textcnn are QA's test, not this one's
+    cgtrain("train", req, "--run-dir", tmp_path / "run", "--no-track", check=True)
     board = (tmp_path / "run/leaderboard.csv").read_text()
     assert "textcnn" in board and "logreg" in board
-    study = optuna.load_study(study_name="cgtrain", storage=f"sqlite:///{tmp_path / 'run/study.db'}")
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{tmp_path / 'run/study.db'}")
     neural = [t for t in study.trials if t.user_attrs.get("family") == "textcnn" and t.state.name == "COMPLETE"]
     assert neural and all(1 <= e <= 2 for t in neural for e in t.user_attrs["best_epochs"])
     assert len(neural[0].intermediate_values) >= 3  # per-epoch reports across the folds, for pruning

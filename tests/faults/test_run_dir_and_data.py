@@ -68,7 +68,7 @@ def test_eight_rows_warn_and_write_no_nan(tmp_path):
                         validation={"folds": 2, "test_fraction": 0.34})
     result = train(req, tmp_path / "run", "hpo.n_trials=1")
     assert result.exit_code == 0, result.output
-    assert "warning: the held-out test split has only" in result.stdout
+    assert "warning: the held-out test split has only" in result.stderr
     text = (tmp_path / "run" / "metrics.json").read_text()
     assert "NaN" not in text and "Infinity" not in text
     metrics = json.loads(text)

@@ -65,7 +65,7 @@ def test_ctrl_c_says_how_to_resume_and_resume_ends_with_n_trials(slow):
 def _study(run):
     import optuna
 
-    return optuna.load_study(study_name="cgtrain", storage=f"sqlite:///{run / 'study.db'}")
+    return optuna.load_study(study_name=None, storage=f"sqlite:///{run / 'study.db'}")
 
 
 def test_kill_9_then_resume_takes_over_the_stale_lock(slow):
@@ -77,7 +77,7 @@ def test_kill_9_then_resume_takes_over_the_stale_lock(slow):
     holder = json.loads((run / "run.lock").read_text())
     assert holder["pid"] == proc.pid  # the dead process's lock is left behind
     resumed = _resume(req, run)
-    assert f"taking over a stale lock on {run} (pid {proc.pid}" in resumed.stdout
+    assert f"taking over a stale lock on {run} (pid {proc.pid}" in resumed.stdout + resumed.stderr
 
 
 def test_a_second_process_on_a_running_run_dir_is_refused_and_the_first_finishes(slow):

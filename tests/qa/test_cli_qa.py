@@ -96,7 +96,7 @@ def test_train_profile_writes_a_trace(cwe_jsonl, tmp_path):
 
 
 def test_champion_significance_in_the_report(qa_run, qa_run_b, tmp_path):
-    from cgtrain.qa.checks import champion_section
+    from cgtrain.qa.champion import champion_section
     from cgtrain.registry.promotion import compare, read_predictions
     from cgtrain.report import build_report
     from cgtrain.track.mlflow_tracking import log_run

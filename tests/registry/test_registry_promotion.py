@@ -188,6 +188,10 @@ def test_promotion_through_the_cli_follows_the_gate(runs, tmp_path, mlflow_store
     assert "cgtrain.promotion.superseded_by" not in client.get_model_version("tiny", "3").tags
     shown = models("show", "tiny", "--tracking-uri", uri)
     assert shown.exit_code == 0 and "forced" in shown.output and "superseded by 3" in shown.output
+    listed = json.loads(models("list", "--tracking-uri", uri, "--json").stdout)
+    assert [(m["name"], m["champion"], m["versions"]) for m in listed] == [("tiny", "3", 3)]
+    versions = json.loads(models("show", "tiny", "--tracking-uri", uri, "--json").stdout)["versions"]
+    assert [v["version"] for v in versions] == ["1", "2", "3"] and "champion" in versions[2]["aliases"]
     unknown = models("show", "tiyn", "--tracking-uri", uri)
     assert unknown.exit_code == 2 and "did you mean 'tiny'" in unknown.output
     nowhere = models("list", "--tracking-uri", f"sqlite:///{tmp_path / 'none' / 'mlflow.db'}")

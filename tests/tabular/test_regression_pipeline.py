@@ -15,7 +15,7 @@ def test_regression_runs_are_reproducible_and_minimise_rmse(tmp_path):
     runs = [train_run(req, tmp_path / name, say=lambda m: None) for name in ("a", "b")]
     assert (tmp_path / "a/metrics.json").read_bytes() == (tmp_path / "b/metrics.json").read_bytes()
     assert (tmp_path / "a/model.skops").read_bytes() == (tmp_path / "b/model.skops").read_bytes()
-    study = optuna.load_study(study_name="cgtrain", storage=f"sqlite:///{tmp_path / 'a/study.db'}")
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{tmp_path / 'a/study.db'}")
     assert study.direction == optuna.study.StudyDirection.MINIMIZE
     board = runs[0].leaderboard
     assert runs[0].metrics["best"]["trial"] == int(board.iloc[0]["trial"])

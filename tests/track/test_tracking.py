@@ -9,7 +9,8 @@ import pytest
 from cgtrain.flows.supervised import train
 from cgtrain.request import parse_request
 from cgtrain.track.environment import git_state, snapshot
-from cgtrain.track.mlflow_tracking import TRACKING_FILE, log_run, try_log_run
+from cgtrain.track import try_log_run
+from cgtrain.track.mlflow_tracking import TRACKING_FILE, log_run
 from cgtrain.track.store import artifact_root, resolve_tracking_uri, tracking_client
 
 # MLflow 3.17's store with SQLAlchemy 2.1: a deprecation inside MLflow, nothing of ours

@@ -19,7 +19,7 @@ def test_budgeted_run_holds_its_budget_and_probes_cheap_families_first(tmp_path,
     result = train_run(req, tmp_path / "run", say=lambda m: None)
     elapsed = time.time() - start
     assert elapsed <= BUDGET * 1.05, f"{elapsed:.1f}s for a {BUDGET}s budget"
-    study = optuna.load_study(study_name="cgtrain", storage=f"sqlite:///{tmp_path / 'run/study.db'}")
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{tmp_path / 'run/study.db'}")
     families = [t.user_attrs.get("family") for t in study.trials]
     named = [t.user_attrs.get("baseline") for t in study.trials]
     # the anytime defaults first (on code: the linear baseline, then LightGBM when it fits), then probes cheapest first

@@ -19,7 +19,7 @@ def test_code_automl_starts_from_the_named_baseline_and_searches_features(tmp_pa
     start = time.time()
     train_run(req, tmp_path / "run", say=lambda m: None)
     assert time.time() - start <= BUDGET * 1.05
-    study = optuna.load_study(study_name="cgtrain", storage=f"sqlite:///{tmp_path / 'run/study.db'}")
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{tmp_path / 'run/study.db'}")
     first = study.trials[0]
     assert first.user_attrs["family"] == "logreg" and first.user_attrs["baseline"].startswith("baseline")
     assert json.loads(first.user_attrs["params"]) == {"C": 10.0, "class_weight": "balanced", "solver": "lbfgs"}

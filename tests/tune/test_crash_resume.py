@@ -15,7 +15,7 @@ N_TRIALS = 8
 
 
 def _trials(db):
-    return optuna.load_study(study_name="cgtrain", storage=f"sqlite:///{db}").get_trials()
+    return optuna.load_study(study_name=None, storage=f"sqlite:///{db}").get_trials()
 
 
 def _states(db) -> tuple[int, int]:

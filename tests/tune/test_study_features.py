@@ -38,13 +38,13 @@ def test_multi_objective_requests_name_what_to_change():
 def test_warm_start_enqueues_the_best_params_of_earlier_runs_of_the_same_name(tmp_path, bugs_jsonl):
     first = make_request(bugs_jsonl, candidates=[{"family": "logreg"}], hpo={"sampler": "random", "n_trials": 2})
     train_run(first, tmp_path / "runs/a", say=lambda m: None)
-    old = optuna.load_study(study_name="cgtrain", storage=f"sqlite:///{tmp_path / 'runs/a/study.db'}")
+    old = optuna.load_study(study_name=None, storage=f"sqlite:///{tmp_path / 'runs/a/study.db'}")
     best = studies.best_trial(old)
     said = []
     second = make_request(bugs_jsonl, candidates=[{"family": "logreg"}],
                           hpo={"sampler": "random", "n_trials": 1, "warm_start": True}, seed=1)
     train_run(second, tmp_path / "runs/b", say=said.append)
-    new = optuna.load_study(study_name="cgtrain", storage=f"sqlite:///{tmp_path / 'runs/b/study.db'}")
+    new = optuna.load_study(study_name=None, storage=f"sqlite:///{tmp_path / 'runs/b/study.db'}")
     assert new.trials[0].params == best.params
     assert new.trials[0].user_attrs["warm_start_from"].endswith("runs/a")
     assert any(s.startswith("warm start:") for s in said)
@@ -85,7 +85,7 @@ def test_a_kept_ensemble_is_refit_saved_as_skops_and_predicts(tmp_path, bugs_jso
     run = tmp_path / "run"
     train_run(req, run, say=lambda m: None)
     assert (run / "oof/trial_00000.npz").is_file() and (run / "oof/trial_00001.npz").is_file()
-    study = optuna.load_study(study_name="cgtrain", storage=f"sqlite:///{run / 'study.db'}")
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{run / 'study.db'}")
     prepared = prepare(req, run, say=lambda m: None)
     choice = EnsembleChoice("voting", [0, 1], [0.5, 0.5], [0.5, 0.5, 0.5])
     metrics = refit_and_test(req, run, prepared, studies.best_trial(study), lambda m: None,

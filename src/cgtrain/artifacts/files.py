@@ -18,8 +18,6 @@ import zipfile
 from pathlib import Path
 from typing import Any, Iterable
 
-import skops.io as sio
-
 from cgtrain.errors import UnsafeModelError  # noqa: F401 (re-exported)
 from cgtrain.fsutil import atomic_write_bytes
 from cgtrain.artifacts.allowlist import TRUSTED_FUNCTIONS, TRUSTED_TYPE_VALUES, TRUSTED_TYPES
@@ -49,6 +47,8 @@ def sha256_file(path: str | Path) -> str:
 
 def save_model(model: Any, path: str | Path) -> str:
     """Write the model as a skops archive (atomically); returns its checksum."""
+    import skops.io as sio  # here, not at import: it loads scikit-learn (and torch, where installed)
+
     data = canonical_archive(sio.dumps(model))
     try:  # refuse to write what we would refuse to read
         audit_archive(data)
@@ -75,6 +75,8 @@ def load_model(path: str | Path, expected_sha256: str | None, trust: Iterable[st
     trust = sorted(set(trust))
     for name in trust:
         log.warning("trusting %s in %s on the user's word (--trust)", name, path)
+    import skops.io as sio
+
     try:
         names = audit_archive(data, extra_trusted=trust)
         unknown = [t for t in sio.get_untrusted_types(data=data) if t not in ALLOWED_NAMES and t not in trust]

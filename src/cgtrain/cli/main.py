@@ -3,16 +3,15 @@ from __future__ import annotations
 
 import json
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.markup import escape
 from rich.table import Table
 
 from cgtrain.cli.errors import user_errors
+from cgtrain.cli.output import VERBOSE, err, fmt, human_and_say, out, print_results, print_summary, study_progress
 from cgtrain.cli.models import models_app
 from cgtrain.cli.pretrain import register as register_pretrain_command
 from cgtrain.cli.qa import profiling
@@ -20,7 +19,7 @@ from cgtrain.cli.qa import register as register_qa_commands
 from cgtrain.cli.service import register as register_service_commands
 from cgtrain import rundir
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+app = typer.Typer(add_completion=True, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Train, tune, test and use models that find flaws in source code.")
 data_app = typer.Typer(no_args_is_help=True, help="Make and inspect datasets.")
 app.add_typer(data_app, name="data")
@@ -34,14 +33,32 @@ def _print_version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback(context_settings={"help_option_names": ["-h", "--help"]})
-def _main(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
-                                       help="print the version and exit")) -> None:
-    """Train, tune, test and use models that find flaws in source code."""
-app.add_typer(models_app, name="models")
+# Commands that need an extra as a whole (a family's extra is checked with the request that names it).
+COMMAND_EXTRAS = {"serve": ("service", ("fastapi", "uvicorn", "sqlalchemy")),
+                  "worker": ("service", ("sqlalchemy",)), "token": ("service", ("sqlalchemy",)),
+                  "pretrain": ("hf", ("torch", "transformers", "tokenizers")), "models": ("mlflow", ("mlflow",))}
 
-out = Console()
-err = Console(stderr=True)
+
+@app.callback(context_settings={"help_option_names": ["-h", "--help"]})
+def _main(ctx: typer.Context,
+          version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="print the version and exit"),
+          verbose: bool = typer.Option(False, "--verbose", "-v", help="more on stderr: a line per finished trial, "
+                                                                      "the libraries' log messages (Optuna, cgtrain)")
+          ) -> None:
+    """Train, tune, test and use models that find flaws in source code."""
+    if ctx.invoked_subcommand in COMMAND_EXTRAS and "--help" not in sys.argv and "-h" not in sys.argv:
+        from cgtrain.extras import require
+
+        extra, modules = COMMAND_EXTRAS[ctx.invoked_subcommand]
+        with user_errors():  # a core install: one line with the pip command, exit 2
+            require(f"cgtrain {ctx.invoked_subcommand}", modules, extra)
+    if verbose:
+        import logging
+
+        VERBOSE["on"] = True
+        logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+app.add_typer(models_app, name="models")
 
 EXIT_INVALID_REQUEST = 2
 EXIT_FAILED = 1
@@ -60,7 +77,7 @@ def resume_command(command: str, request: Path, overrides: list[str] | None, run
 def validate(request: Path = typer.Argument(..., help="request file (YAML or JSON)"),
              overrides: Optional[list[str]] = typer.Argument(None, help="dotted key=value overrides")) -> None:
     """Check a training request; print the request as it would run."""
-    from cgtrain.data.loading import check_dataset
+    from cgtrain.data.check import check_dataset
     from cgtrain.request import load_request, request_to_yaml
 
     with user_errors():
@@ -84,14 +101,22 @@ def schema(output: Optional[Path] = typer.Option(None, "--out", help="write to t
 
 
 @app.command()
-def families() -> None:
-    """List the model families and their default search spaces."""
+def families(as_json: bool = typer.Option(False, "--json", help="print the families as one JSON list")) -> None:
+    """List the model families, whether each is installed, and their default search spaces."""
     from cgtrain.models import FAMILIES
 
-    table = Table("family", "input", "tasks", "default search space", "description")
+    if as_json:
+        sys.stdout.write(json.dumps([
+            {"name": n, "input": f.input, "tasks": sorted(f.tasks), "available": not f.missing(), "extra": f.extra or None,
+             "missing": f.missing(), "default_space": f.default_space, "defaults": f.defaults,
+             "description": f.description} for n, f in ((n, FAMILIES.get(n)) for n in FAMILIES.names())]) + "\n")
+        return
+    table = Table("family", "input", "tasks", "available", "default search space", "description")
     for name in FAMILIES.names():
         fam = FAMILIES.get(name)
-        table.add_row(name, fam.input, ", ".join(sorted(fam.tasks)), json.dumps(fam.default_space), fam.description)
+        available = "yes" if not fam.missing() else f"no: pip install 'cgtrain[{fam.extra}]'"
+        table.add_row(name, fam.input, ", ".join(sorted(fam.tasks)), escape(available), json.dumps(fam.default_space),
+                      fam.description)
     out.print(table)
 
 
@@ -116,7 +141,7 @@ def train(request: Path = typer.Argument(..., help="request file (YAML or JSON)"
     from cgtrain.flows.supervised import train as train_run
     from cgtrain.request import RequestError, load_request
 
-    human, say = _human(as_json, quiet)
+    human, say = human_and_say(as_json, quiet)
     with user_errors(resume_hint=resume_command("train", request, overrides, run_dir)):
         if device is not None:
             from cgtrain.engine.distributed import check_device
@@ -126,20 +151,46 @@ def train(request: Path = typer.Argument(..., help="request file (YAML or JSON)"
             except ValueError as exc:
                 raise RequestError([f"--device: {exc}"], str(request)) from None
         req = load_request(request, [*(overrides or []), *([f"train.device={device}"] if device else [])])
-        with study_progress(human, quiet) as progress, profiling(run_dir, profile):
+        with study_progress(err, quiet) as progress, profiling(run_dir, profile):
             result = train_run(req, run_dir, resume=resume, say=say, progress=progress, force=force)
     if not quiet:
         print_results(result, human)
     tracked = None
     if not no_track:
-        from cgtrain.track.mlflow_tracking import try_log_run
+        from cgtrain.track import try_log_run
 
         tracked = try_log_run(result.run_dir, tracking_uri, req.name, request_path=request, say=say)
         if tracked is not None:
-            from cgtrain.qa.checks import after_tracking
+            from cgtrain.qa.champion import after_tracking
 
             after_tracking(result.run_dir, tracking_uri, say=say)
-    _summary(result, as_json, quiet, tracked)
+    print_summary(result, as_json, quiet, tracked)
+
+
+@app.command()
+def metrics(run_dir: Path = typer.Argument(..., help="a finished run directory"),
+            as_json: bool = typer.Option(False, "--json", help="print metrics.json (strict JSON) on stdout")) -> None:
+    """A finished run's held-out test metrics next to the baseline, and its best CV trial."""
+    from cgtrain.errors import RunDirError
+
+    with user_errors():
+        path = Path(run_dir) / rundir.METRICS
+        if not path.is_file():
+            raise RunDirError(f"{run_dir}: no {rundir.METRICS} (not a finished run); train into it first or "
+                              f"pass the run directory that `cgtrain train --run-dir` wrote")
+        m = rundir.read_json(path)
+    if as_json:
+        sys.stdout.write(json.dumps(m) + "\n")
+        return
+    best = m.get("best", {})
+    out.print(f"best trial {best.get('trial')} ({best.get('family')}), CV {m.get('cv', {}).get('metric', '')} "
+              f"{fmt(m.get('cv', {}).get('mean'))}", highlight=False, markup=False)
+    base_key = next((k for k in ("baseline_majority", "baseline_mean", "baseline_random") if k in m), None)
+    table = Table("metric", "test", *([base_key.replace("baseline_", "") + " baseline"] if base_key else []),
+                  title=f"held-out test ({m.get('n_test')} rows)")
+    for name, value in (m.get("test") or {}).items():
+        table.add_row(name, fmt(value), *([fmt((m.get(base_key) or {}).get(name))] if base_key else []))
+    out.print(table)
 
 
 @app.command()
@@ -163,98 +214,29 @@ def automl(data: Path = typer.Argument(..., help="dataset: JSONL/CSV/Parquet fil
            quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
            ) -> None:
     """AutoML: search every family within a time budget; the best model or ensemble goes to --run-dir."""
+    from cgtrain.tune.budget import count_from_process_start
+
+    count_from_process_start()  # the budget covers the whole process: start-up and loading included
     from cgtrain.flows.supervised import train as train_run
     from cgtrain.flows.automl_request import build_request
 
-    human, say = _human(as_json, quiet)
+    human, say = human_and_say(as_json, quiet)
     with user_errors(resume_hint="the same `cgtrain automl ...` command plus --resume"):
         req = build_request(data, budget, metric=metric, task=task, seed=seed, qa=qa, overrides=overrides or [],
                             label=None if label == "label" else label,
                             families=[f.strip() for f in families.split(",") if f.strip()] if families else None)
         say(f"automl: task {req.task}, metric {req.validation.metric}, families "
             f"{', '.join(c.family for c in req.candidates)}")
-        result = train_run(req, run_dir, resume=resume, say=say)
+        with study_progress(err, quiet) as progress:
+            result = train_run(req, run_dir, resume=resume, say=say, progress=progress)
     if not quiet:
         print_results(result, human)
     tracked = None
     if track:
-        from cgtrain.track.mlflow_tracking import try_log_run
+        from cgtrain.track import try_log_run
 
         tracked = try_log_run(result.run_dir, None, req.name, request_path=Path(run_dir) / rundir.REQUEST, say=say)
-    _summary(result, as_json, quiet, tracked)
-
-
-def _human(as_json: bool, quiet: bool):
-    """(console, say) for what a person reads: stdout, or stderr when stdout carries --json; silent with -q."""
-    human = err if as_json else out
-    return human, (lambda m: None) if quiet else (lambda m: human.print(m, highlight=False))
-
-
-def _summary(result, as_json: bool, quiet: bool, tracked=None) -> None:
-    """The last word: the JSON object with --json, the model path with -q (print_results said it otherwise)."""
-    m = result.metrics
-    if as_json:
-        record = {"run_dir": str(result.run_dir), "model": str(result.run_dir / rundir.MODEL_FILE),
-                  "best": m.get("best"), "test": m.get("test"), "cv": m.get("cv"),
-                  "n_train": m.get("n_train"), "n_test": m.get("n_test"), "warnings": m.get("warnings", []),
-                  "tracked": None if tracked is None else {"run_id": tracked.run_id, "model": tracked.model_name,
-                                                           "version": tracked.model_version}}
-        sys.stdout.write(json.dumps(record) + "\n")
-    elif quiet:
-        sys.stdout.write(f"{result.run_dir / rundir.MODEL_FILE}\n")
-
-
-@contextmanager
-def study_progress(console: Console | None = None, quiet: bool = False):
-    if quiet:
-        yield None
-        return
-    columns = [TextColumn("trials"), BarColumn(), MofNCompleteColumn(), TextColumn("best {task.fields[best]}"),
-               TimeElapsedColumn()]
-    with Progress(*columns, console=console or out, transient=False) as bar:
-        task = bar.add_task("study", total=None, best="-")
-
-        def update(done: int, total: int, best: float | None) -> None:
-            bar.update(task, completed=done, total=total, best="-" if best is None else f"{best:.4f}")
-
-        yield update
-
-
-def print_results(result, console: Console | None = None) -> None:
-    console = console or out
-    board = result.leaderboard
-    metric_col = next((c for c in board.columns if c.endswith("_mean")), None)
-    if metric_col is None:  # a budget that ended before any trial: the default model was refit
-        import pandas as pd
-
-        board = pd.DataFrame(columns=["trial", "family", "params", "cv_mean", "cv_std", "fit_seconds", "state"])
-        metric_col = "cv_mean"
-    table = Table("trial", "family", "params", metric_col.removesuffix("_mean") + " (CV)", "fit s", "state",
-                  title="leaderboard (top 10)")
-    for row in board.head(10).itertuples(index=False):
-        d = row._asdict()
-        mean, std = d[metric_col], d[metric_col.replace("_mean", "_std")]
-        cv = "-" if mean != mean or mean is None else f"{mean:.4f} ± {std:.4f}"
-        table.add_row(str(d["trial"]), d["family"], _short(d["params"]), cv, f"{d['fit_seconds'] or 0:.1f}",
-                      d["state"])
-    console.print(table)
-    m = result.metrics
-    base_key = next((k for k in ("baseline_majority", "baseline_mean", "baseline_random") if k in m), None)
-    base = m.get(base_key) or {}
-    test = Table("metric", "test", *([base_key.replace("baseline_", "") + " baseline"] if base_key else []),
-                 title=f"held-out test ({m['n_test']} rows)")
-    for name, value in m["test"].items():
-        test.add_row(name, _num(value), *([_num(base.get(name))] if base_key else []))
-    console.print(test)
-    console.print(f"model: {result.run_dir / rundir.MODEL_FILE}  ({m['best']['family']}, trial {m['best']['trial']})")
-
-
-def _num(value) -> str:
-    return "-" if value is None else f"{value:.4f}"
-
-
-def _short(params: str, width: int = 60) -> str:
-    return params if len(params) <= width else params[: width - 1] + "…"
+    print_summary(result, as_json, quiet, tracked)
 
 
 def _open_predictor(run: Path | None, model: str | None, tracking_uri: str | None, trust: tuple[str, ...], raw: bool):

@@ -5,6 +5,7 @@ Imports MLflow only inside the commands, so mounting this app costs `cgtrain` no
 from __future__ import annotations
 
 import json
+import sys
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Iterator, Optional
@@ -29,34 +30,44 @@ def registry_errors() -> Iterator[None]:
     from mlflow.exceptions import MlflowException
 
     from cgtrain.cli.errors import user_errors
-    from cgtrain.registry.promotion import PromotionRefused
+    from cgtrain.errors import PromotionRefused
 
     with user_errors(refusals=(PromotionRefused,), also=(MlflowException,)):
         yield
 
 
+JSON_OPTION = typer.Option(False, "--json", help="print one JSON value on stdout instead of the table")
+
+
 @models_app.command("list")
-def list_models(tracking_uri: Optional[str] = TRACKING_URI) -> None:
+def list_models(tracking_uri: Optional[str] = TRACKING_URI, as_json: bool = JSON_OPTION) -> None:
     """Every registered model with its champion, challenger and latest version."""
     from cgtrain.registry import model_registry as reg
     from cgtrain.track.store import resolve_tracking_uri, tracking_client
 
     with registry_errors():
         client = tracking_client(tracking_uri, create=False)
-        table = Table("name", "versions", "champion", "challenger", "latest", "champion metric",
-                      title=f"registered models ({resolve_tracking_uri(tracking_uri)})")
+        rows = []
         for name in reg.registered_names(client):
             versions = reg.versions_of(client, name)
             champion = next((v for v in versions if reg.CHAMPION in v.aliases), None)
             challenger = next((v for v in versions if reg.CHALLENGER in v.aliases), None)
-            table.add_row(name, str(len(versions)), _version(champion), _version(challenger),
-                          _version(versions[-1] if versions else None), _metric(champion))
+            rows.append({"name": name, "versions": len(versions), "champion": _version(champion),
+                         "challenger": _version(challenger), "latest": _version(versions[-1] if versions else None),
+                         "champion_metric": _metric(champion)})
+    if as_json:
+        sys.stdout.write(json.dumps(rows) + "\n")
+        return
+    table = Table("name", "versions", "champion", "challenger", "latest", "champion metric",
+                  title=f"registered models ({resolve_tracking_uri(tracking_uri)})")
+    for r in rows:
+        table.add_row(r["name"], str(r["versions"]), r["champion"], r["challenger"], r["latest"], r["champion_metric"])
     out.print(table)
 
 
 @models_app.command("show")
 def show(name: str = typer.Argument(..., help="registered model name (the request's name)"),
-         tracking_uri: Optional[str] = TRACKING_URI) -> None:
+         tracking_uri: Optional[str] = TRACKING_URI, as_json: bool = JSON_OPTION) -> None:
     """The versions of one model: aliases, family, test metric, ONNX, promotion records."""
     from cgtrain.registry import model_registry as reg
     from cgtrain.track.store import tracking_client
@@ -66,11 +77,17 @@ def show(name: str = typer.Argument(..., help="registered model name (the reques
         if name not in reg.registered_names(client):
             raise reg.RegistryError(reg.unknown_message(client, name, "versions"))
         versions = reg.versions_of(client, name)
+    rows = [{"version": str(v.version), "aliases": list(v.aliases), "family": v.tags.get(reg.TAG + "family", ""),
+             "test_metric": _metric(v), "onnx": v.tags.get(reg.TAG + "onnx", "").split(":")[0],
+             "created": datetime.fromtimestamp(v.creation_timestamp / 1000).strftime("%Y-%m-%d"),
+             "promotion": _promotion(v.tags)} for v in versions]
+    if as_json:
+        sys.stdout.write(json.dumps({"name": name, "versions": rows}) + "\n")
+        return
     table = Table("version", "aliases", "family", "test metric", "onnx", "created", "promotion", title=name)
-    for v in versions:
-        created = datetime.fromtimestamp(v.creation_timestamp / 1000).strftime("%Y-%m-%d")
-        table.add_row(str(v.version), " ".join(f"@{a}" for a in v.aliases), v.tags.get(reg.TAG + "family", ""),
-                      _metric(v), v.tags.get(reg.TAG + "onnx", "").split(":")[0], created, _promotion(v.tags))
+    for r in rows:
+        table.add_row(r["version"], " ".join(f"@{a}" for a in r["aliases"]), r["family"], r["test_metric"], r["onnx"],
+                      r["created"], r["promotion"])
     out.print(table)
 
 

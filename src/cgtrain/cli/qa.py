@@ -58,7 +58,7 @@ def report(run: Path = typer.Argument(..., help="run directory"),
     with qa_errors():
         run_dir = _run_dir(run)
         if qa or not (run_dir / qas.QA_FILE).is_file():
-            qas.run_qa(_run_request(run_dir), run_dir, None, say=lambda m: err.print(m, highlight=False))
+            qas.run_qa(_run_request(run_dir), run_dir, None, say=lambda m: err.print(m, highlight=False, markup=False))
         if (run_dir / rundir.TRACKING).is_file():
             _champion(run_dir, tracking_uri)
         path = build_report(run_dir)
@@ -66,7 +66,7 @@ def report(run: Path = typer.Argument(..., help="run directory"),
 
 
 def _champion(run_dir: Path, tracking_uri: str | None) -> None:
-    from cgtrain.qa.checks import champion_section
+    from cgtrain.qa.champion import champion_section
 
     try:
         champion_section(run_dir, tracking_uri)
@@ -199,7 +199,7 @@ def repeat(request: Path = typer.Argument(..., help="request file"),
     from cgtrain.flows.compare import run_seeds
 
     with qa_errors():
-        summary = run_seeds(request, overrides or [], seeds, run_dir, say=lambda m: err.print(m, highlight=False))
+        summary = run_seeds(request, overrides or [], seeds, run_dir, say=lambda m: err.print(m, highlight=False, markup=False))
     table = Table("metric", "mean", "95% CI", "std", "per seed", title=f"{seeds} seeds ({run_dir / 'seeds.json'})")
     for name, s in summary["metrics"].items():
         table.add_row(name, f"{s['mean']:.4f}", f"[{s['ci_low']:.4f}, {s['ci_high']:.4f}]", f"{s['std']:.4f}",

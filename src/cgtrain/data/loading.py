@@ -27,11 +27,10 @@ from cgtrain.data.formats import (
     FORMATS,
     DatasetError,
     RawRow,
-    check_exists,
     dataset_fingerprint,
-    detect_format,
     file_fingerprint,
 )
+from cgtrain.data.check import check_dataset, check_segments as _check_segments, resolve as _resolve
 from cgtrain.data.labels import make_coder, present as _present
 from cgtrain.data.table import TableRows
 from cgtrain.plugins import did_you_mean
@@ -42,7 +41,6 @@ __all__ = ["DatasetError", "LoadedDataset", "TooManyBadRows", "check_dataset", "
 
 log = logging.getLogger(__name__)
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
-BASE_COLUMNS = ("id", "code", "label", "group")
 EXCERPT_CHARS = 200
 
 
@@ -287,45 +285,7 @@ def _apply_mask(columns: dict[str, Any], mask: np.ndarray) -> dict[str, Any]:
     return {k: v[mask] if isinstance(v, np.ndarray) else v.filter(keep) for k, v in columns.items()}
 
 
-def _check_segments(cfg: DatasetConfig) -> None:
-    clash = [s for s in cfg.segment_columns if s in BASE_COLUMNS]
-    if clash:
-        raise DatasetError(f"dataset.segment_columns {clash} clash with the loader's own columns "
-                           f"{list(BASE_COLUMNS)}; rename the column in the data")
-    if cfg.code_column is None and cfg.format == "dir":
-        raise DatasetError("format 'dir' reads source files, but dataset.code_column is null; "
-                           "name the code column (the files' text lands in it)")
-
-
 # --- entry point ---------------------------------------------------------------------
-def _resolve(cfg: DatasetConfig) -> tuple[Path, str]:
-    path = Path(cfg.path).expanduser()
-    check_exists(path)
-    if not path.is_dir() and not path.is_file():
-        raise DatasetError(f"dataset.path {path} is not a regular file or directory (a FIFO or device?); "
-                           f"point dataset.path at a data file or a directory of sources")
-    fmt = detect_format(path) if cfg.format == "auto" else cfg.format
-    FORMATS.get(fmt)
-    if path.is_dir() and fmt != "dir":
-        raise DatasetError(f"{path} is a directory but dataset.format is '{fmt}'; use format 'dir' (or auto) "
-                           f"for a directory of source files, or point dataset.path at a {fmt} file")
-    if not path.is_dir() and fmt == "dir":
-        raise DatasetError(f"format 'dir' needs a directory, but {path} is a file; set dataset.format to "
-                           f"the file's format (or auto), or point dataset.path at the directory")
-    return path, fmt
-
-
-def check_dataset(cfg: DatasetConfig) -> None:
-    """What `cgtrain validate` can tell without reading rows: the file exists, its format is known,
-    a `dir` dataset has its labels file."""
-    path, fmt = _resolve(cfg)
-    _check_segments(cfg)
-    if fmt == "dir":
-        from cgtrain.data.formats import labels_path
-
-        labels_path(path, cfg)
-
-
 def current_fingerprint(cfg: DatasetConfig) -> str:
     """The fingerprint `load_dataset` would record, without loading (a --resume compares it)."""
     path, fmt = _resolve(cfg)

@@ -149,16 +149,15 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> dict[str, Any]
 # --- paired predictions: McNemar, bootstrap ---------------------------------------------------
 def mcnemar_test(y: np.ndarray, proba_a: np.ndarray, proba_b: np.ndarray) -> tuple[float, float, bool, int, int]:
     """(statistic, p, exact, only a right, only b right) on the argmax labels."""
-    from statsmodels.stats.contingency_tables import mcnemar
-
     right_a, right_b = proba_a.argmax(1) == y, proba_b.argmax(1) == y
     only_a, only_b = int(np.sum(right_a & ~right_b)), int(np.sum(right_b & ~right_a))
     if only_a + only_b == 0:
         return 0.0, 1.0, True, 0, 0
-    both, neither = int(np.sum(right_a & right_b)), int(np.sum(~right_a & ~right_b))
-    exact = only_a + only_b < 25
-    result = mcnemar([[both, only_a], [only_b, neither]], exact=exact, correction=True)
-    return float(result.statistic), float(result.pvalue), exact, only_a, only_b
+    n, exact = only_a + only_b, only_a + only_b < 25
+    if exact:  # the discordant pairs as n fair coin flips: a two-sided binomial test (statsmodels' exact McNemar)
+        return float(min(only_a, only_b)), float(stats.binomtest(min(only_a, only_b), n, 0.5).pvalue), exact, only_a, only_b
+    statistic = (abs(only_a - only_b) - 1) ** 2 / n  # chi-squared with continuity correction, 1 degree of freedom
+    return float(statistic), float(stats.chi2.sf(statistic, 1)), exact, only_a, only_b
 
 
 def resampled_scores(metric: str, y: np.ndarray, proba: np.ndarray, idx: np.ndarray) -> np.ndarray:

@@ -22,35 +22,25 @@ tolerance 1e-4), or why a format is unsupported.
 """
 from __future__ import annotations
 
-import json
 import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-import scipy.sparse as sp
-import torch
-from torch import nn
 
+from cgtrain.export.onnx_common import VOCAB_FILE, Unsupported, _dense, _one_line, _save_onnx
+from cgtrain.extras import missing
 from cgtrain.fsutil import atomic_write_json
 from cgtrain.artifacts.files import load_run_model, sha256_file
 from cgtrain import rundir
-from cgtrain.engine.data import SequenceData
-from cgtrain.engine.data import Vocab
-from cgtrain.engine.data import encode_docs
-from cgtrain.models.neural import NETS
-from cgtrain.models.neural import NeuralClassifier
 
 ARTIFACTS_FILE = rundir.ARTIFACTS
-ONNX_FILE, WEIGHTS_FILE, VOCAB_FILE = rundir.ONNX_FILE, "weights.safetensors", "vocab.json"
+ONNX_FILE, WEIGHTS_FILE = rundir.ONNX_FILE, "weights.safetensors"
 PARITY_TOLERANCE = 1e-4
+ONNX_NEEDS = ("onnx", "onnxruntime", "skl2onnx", "onnxmltools")  # the [onnx] extra
 BATCH = 64
 REPEATS = {"single": 30, "batch64": 10}
-
-
-class Unsupported(Exception):
-    """This model cannot be written as ONNX (the reason is recorded, nothing fails)."""
 
 
 def export_run_artifacts(run_dir: Path, sample_codes: Sequence[str] | None, pipeline=None,
@@ -93,6 +83,9 @@ def onnx_record(pipeline, sample_codes: list[str], step_inputs, out_dir: Path, r
     """Export the model step as ONNX, check parity on the sample, time it; or say why it is unsupported."""
     model, prefix = pipeline.steps[-1][1], pipeline[:-1]
     path = out_dir / ONNX_FILE
+    absent = missing(ONNX_NEEDS)
+    if absent:
+        return {"status": "skipped", "reason": f"needs {', '.join(absent)}: pip install 'cgtrain[onnx]'"}
     try:
         to_input, input_doc = export_onnx(model, prefix.transform(sample_codes[:2] or ["pass"]), path, out_dir)
     except Unsupported as exc:
@@ -133,10 +126,6 @@ def export_onnx(model, example, path: Path, out_dir: Path) -> tuple[Callable[[An
 
 
 # --- scikit-learn ------------------------------------------------------------------------
-def _dense(X) -> np.ndarray:
-    return np.asarray(X.toarray() if sp.issparse(X) else X, dtype=np.float32)
-
-
 def _register_lightgbm() -> dict[str, int] | None:
     """Teach skl2onnx LightGBM's classifier (onnxmltools' converter); the opsets it can write."""
     from lightgbm import LGBMClassifier
@@ -170,98 +159,25 @@ def _export_sklearn(model, example, path: Path):
     return _dense, doc
 
 
-# --- torch ---------------------------------------------------------------------------------
+# --- torch (export/onnx_torch.py, imported only for a neural model) ------------------------------
 def _is_neural(model) -> bool:
-    return isinstance(model, NeuralClassifier) and hasattr(model, "weights_")
+    return type(model).__name__ == "NeuralClassifier" and type(model).__module__ == "cgtrain.models.neural" \
+        and hasattr(model, "weights_")
 
 
 def write_safetensors(model, path: Path) -> Path:
-    from safetensors.numpy import save_file
+    from cgtrain.export.onnx_torch import write_safetensors as write
 
-    tensors = {k: np.ascontiguousarray(v) for k, v in model.weights_.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    metadata = {"net": model.net, "classes": json.dumps(np.asarray(model.classes_).tolist()),
-                "params": json.dumps(model.get_params(), default=str)}
-    save_file(tensors, str(path), metadata=metadata)
-    return path
+    return write(model, path)
 
 
 def _export_torch(model, example, path: Path, out_dir: Path):
-    if model.net == "bigru":
-        raise Unsupported("bigru: packed sequences (pack_padded_sequence) have no export in torch.onnx's "
-                          "TorchScript exporter; use the skops file or weights.safetensors")
-    net = model._fitted_net()  # rebuilt from weights_ (plain arrays), in eval mode
-    if NETS[model.net].input == "features":
-        wrapper, to_input = _DenseMLP(net), _dense
-        name, axes = "features", {0: "batch"}
-        doc = f"features: float32 [batch, {model.n_features_in_}], the dense output of the pipeline's features step"
-    else:
-        # The exporter bakes the transformer's sequence length into its attention reshapes: fix it at max_len.
-        fixed = model.net == "transformer"
-        wrapper, to_input = _Probabilities(net), _ids_encoder(model, fixed)
-        name, axes = "ids", ({0: "batch"} if fixed else {0: "batch", 1: "tokens"})
-        width = f"exactly {model.max_len}" if fixed else f"the batch's longest, at least {NETS[model.net].min_len}"
-        doc = (f"ids: int64 [batch, tokens], ids from {VOCAB_FILE} (<unk>=1) of the first {model.max_len} "
-               f"tokens of each token doc, right-padded with 0 to {width} tokens")
-        (out_dir / VOCAB_FILE).write_text(json.dumps(model.vocab_), encoding="utf-8")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(wrapper.eval(), (torch.from_numpy(to_input(example)),), str(path), dynamo=False,
-                              input_names=[name], output_names=["probabilities"], opset_version=17,
-                              dynamic_axes={name: axes, "probabilities": {0: "batch"}})
-    except Exception as exc:  # noqa: BLE001 - the exporter raises many kinds for unsupported ops
-        raise Unsupported(f"torch.onnx.export failed for {model.net}: {_one_line(exc)}") from None
-    import onnx
+    from cgtrain.export.onnx_torch import export_torch
 
-    _save_onnx(onnx.load(str(path)), path, doc)
-    return to_input, doc
-
-
-def _ids_encoder(model, fixed: bool) -> Callable[[Sequence[str]], np.ndarray]:
-    vocab = Vocab(model.vocab_)
-    min_len = model.max_len if fixed else NETS[model.net].min_len
-
-    def encode(docs) -> np.ndarray:
-        data = SequenceData(encode_docs(vocab, list(docs), model.max_len), None, min_len)
-        (ids,), _ = data.collate(np.arange(data.n), torch.device("cpu"))
-        return ids.numpy()
-
-    return encode
-
-
-class _Probabilities(nn.Module):
-    """net(ids) -> softmax probabilities (what predict_proba returns)."""
-
-    def __init__(self, net):
-        super().__init__()
-        self.net = net
-
-    def forward(self, ids):
-        return torch.softmax(self.net(ids).float(), dim=1)
-
-
-class _DenseMLP(nn.Module):
-    """SparseMLP on a dense feature matrix: EmbeddingBag(sum, per-sample weights) == x @ W."""
-
-    def __init__(self, mlp):
-        super().__init__()
-        self.mlp = mlp
-
-    def forward(self, x):
-        h = self.mlp.hidden(x @ self.mlp.input.weight + self.mlp.bias)
-        return torch.softmax(self.mlp.out(torch.relu(h)), dim=1)
+    return export_torch(model, example, path, out_dir)
 
 
 # --- shared pieces -----------------------------------------------------------------------
-def _save_onnx(onx, path: Path, input_doc: str) -> None:
-    import onnx
-
-    onnx.helper.set_model_props(onx, {"cgtrain.input": input_doc, "cgtrain.output": "probabilities"})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(onx, str(path))
-
-
 def _session(path: Path):
     import onnxruntime as ort
 
@@ -291,10 +207,6 @@ def _latency(fn: Callable[[Any], Any], batch, repeats: dict[str, int]) -> dict[s
         out[label] = {"p50": round(float(np.percentile(times, 50)), 4),
                       "p95": round(float(np.percentile(times, 95)), 4), "repeats": len(times)}
     return out
-
-
-def _one_line(exc: Exception, limit: int = 300) -> str:
-    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:limit]
 
 
 def _rows(X) -> int:

@@ -172,3 +172,49 @@ def relation_features(toks: list[Tok]) -> dict[int, list[str]]:
             out[i] = f
     return out
 
+
+
+_OPEN, _CLOSE = frozenset("([{"), frozenset(")]}")
+_HEADS = frozenset({"if", "elif", "while", "return", "assert", "for", "yield", "del", "raise", "with", "def", "lambda"})
+
+
+def syntax_features(toks: list[Tok]) -> dict[int, list[str]]:
+    """Features of each token's place in the statement (`syntax_context`), with the token itself."""
+    return {i: syntax_strings(c, toks[i].text, toks[i].role) for i, c in syntax_context(toks).items()}
+
+
+def syntax_strings(context: tuple[str, str, str], text: str, role: str) -> list[str]:
+    """The features of a token `text` (of role `role`) standing at a place with that syntax context."""
+    head, where, kw = context
+    f = [f"hd={head}|{text}", f"hdR={head}|{role}", f"in={where}|{text}", f"inR={where}|{role}"]
+    return f + [f"kw={kw}|{text}"] if kw else f
+
+
+def syntax_context(toks: list[Tok]) -> dict[int, tuple[str, str, str]]:
+    """Each token's place in the statement: the statement's first keyword, the call or bracket it sits
+    in (the callee's name and the argument's position), and the keyword argument or assignment target
+    it is the value of (`reverse=True`, `x = 0`)."""
+    out: dict[int, tuple[str, str, str]] = {}
+    stack: list[list] = []  # [callee, argument index, keyword of the current argument]
+    head = "^"
+    for i, t in enumerate(toks):
+        if t.text.startswith("NL"):
+            stack, head = [], "^"
+            continue
+        if head == "^":
+            head = t.text if t.text in _HEADS else "stmt"
+        prev = toks[i - 1].text if i else "^"
+        if t.text in _CLOSE and stack:
+            stack.pop()
+        where = f"{stack[-1][0]}#{min(stack[-1][1], 3)}" if stack else "-"
+        kw = stack[-1][2] if stack else ("=" if "=" in {x.text for x in toks[max(0, i - 3):i]} else "")
+        out[i] = (head, where, kw)
+        if t.text in _OPEN:
+            callee = prev if (prev.isidentifier() and t.text == "(") else t.text
+            stack.append([callee, 0, ""])
+        elif t.text == "," and stack:
+            stack[-1][1] += 1
+            stack[-1][2] = ""
+        elif t.text == "=" and stack and prev.isidentifier():
+            stack[-1][2] = prev
+    return out

@@ -134,6 +134,10 @@ def families_for(task: str, tabular: bool, only: list[str] | None) -> list[str]:
     fits = []
     for name in names:
         fam = FAMILIES.get(name)
+        if fam.missing():  # its extra is not installed: left out of the plan, or said when named
+            if only:
+                fam.check_available()
+            continue
         supports = fam.supports(task) if hasattr(fam, "supports") else task in ("binary", "multiclass")
         if supports and (fam.input == "features" or not tabular) and not (tabular and name in TEXT_ONLY):
             fits.append(name)

@@ -20,6 +20,7 @@ from cgtrain.models import FAMILIES
 from cgtrain.request import TrainingRequest
 from cgtrain.tune import ensemble_select as ensembles
 from cgtrain.tune import study as studies
+from cgtrain.tune.reserve import final_fit_need
 
 
 @dataclass
@@ -61,7 +62,7 @@ def _final_fit(request, p: Prepared, fit_on, fitted: Fitted, fit_s: float, say,
                time_left: Callable[[], float] | None) -> tuple[Fitted, int]:
     """validation.final_fit: all -> once more on training + test rows, when a budget leaves the time."""
     all_rows = np.sort(np.concatenate([p.split.train, p.split.test]))
-    need = 1.2 * fit_s * len(all_rows) / max(len(p.split.train), 1) + 2.0  # + saving the model
+    need = final_fit_need(fit_s, len(p.split.train), len(all_rows))  # the rule AutoML's reserve planned with
     if request.validation.final_fit != "all" or not len(p.split.test):
         return fitted, len(p.split.train)
     if time_left is not None and time_left() < need:

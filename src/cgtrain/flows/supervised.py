@@ -28,7 +28,7 @@ from cgtrain.rundir_lock import run_dir_lock
 from cgtrain.tune import automl, parallel, warm
 from cgtrain.tune import ensemble_select as ensembles
 from cgtrain.tune import study as studies
-from cgtrain.tune.budget import Budget
+from cgtrain.tune.budget import Budget, run_started
 from cgtrain.tune.evaluator import make_evaluator
 from cgtrain.tune.hooks import TrialHooks
 from cgtrain.tune.space import grid_configs
@@ -54,6 +54,7 @@ def train(request: TrainingRequest, run_dir: str | Path, resume: bool = False,
 def _train(request: TrainingRequest, run_dir: Path, resume: bool, say: Callable[[str], None],
            progress: Callable[[int, int, float | None], None] | None, force: bool) -> RunResult:
     run_dir, started, prepared = open_run(request, run_dir, resume, say, force)
+    started = run_started(started)  # `cgtrain automl`: the budget and run.json count from the process start
     study = run_study(request, run_dir, prepared, say, progress, started=started)
     board = studies.leaderboard(study, request.validation.metric)
     board.to_csv(run_dir / rundir.LEADERBOARD, index=False)
@@ -126,8 +127,8 @@ def _run_study(request, run_dir, prepared, say, progress, started: float | None 
                                        studies.objectives(request), feature_space=request.features.space)
 
     def report(study_: optuna.Study, _trial) -> None:
-        if progress:
-            progress(studies.counted_trials(study_), target, studies.best_value(study_))
+        if progress:  # a budgeted run (automl) ends on time, not at a count: no total
+            progress(studies.counted_trials(study_), 0 if budget else target, studies.best_value(study_))
 
     if remaining and request.hpo.warm_start and not done:  # best params of earlier runs of this name first
         warm.enqueue_previous_best(study, run_dir, request, spaces, say)

@@ -7,10 +7,23 @@ declares its default search space as data and which input it consumes:
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
+from cgtrain.extras import missing, require
 from cgtrain.plugins import Registry
+
+
+@dataclass(frozen=True)
+class Lazy:
+    """A callable named "module:attribute", imported on first call: a family's builder can live in a
+    module that imports torch or LightGBM while the family's metadata costs nothing to know."""
+    target: str
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        module, _, name = self.target.partition(":")
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -31,11 +44,21 @@ class Family:
     epoch_validation: bool = False  # fit(X, y, X_val=, y_val=, on_epoch=) with `val_metric`: per-epoch validation,
     # early stopping, pruning between epochs; `history_["best_epoch"]` after fit (the refit trains that many epochs)
     saves_hf_dir: bool = False  # the fitted model's save_pretrained(dir) writes a directory transformers loads
+    requires: tuple[str, ...] = ()  # modules outside the core install that its builder imports
+    extra: str = ""  # the pip extra that brings them: pip install 'cgtrain[<extra>]'
     prior_cost_s: float | None = None  # AutoML's cost prior: CPU seconds per 1000 training rows per fold with the
     # defaults, before the run has measured any (every supervised family declares one; a test checks)
 
     def param_names(self) -> set[str]:
         return set(self.default_space) | set(self.defaults) | set(self.extra_params)
+
+    def missing(self) -> list[str]:
+        """The required modules that are not installed ([] when the family can be used)."""
+        return missing(self.requires)
+
+    def check_available(self) -> None:
+        """Raise MissingExtra (one line with the pip command) when a required module is not installed."""
+        require(f"family '{self.name}'", self.requires, self.extra)
 
     def supports(self, task: str) -> bool:
         return task in self.tasks
@@ -44,6 +67,7 @@ class Family:
         if task is not None and not self.supports(task):
             raise ValueError(f"family '{self.name}' does not support task '{task}'; it supports "
                              f"{', '.join(sorted(self.tasks))}")
+        self.check_available()
         build = self.variants.get(task, self.build) if task is not None else self.build
         return build({**self.defaults, **params}, seed, class_weight)
 

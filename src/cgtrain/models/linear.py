@@ -13,7 +13,6 @@ from sklearn.linear_model import SGDClassifier
 from sklearn.naive_bayes import ComplementNB
 from sklearn.utils.validation import check_is_fitted
 
-from cgtrain.models.base import Family, register_family
 
 # Families that need non-negative inputs (TF-IDF / counts): not offered for scaled table columns.
 TEXT_ONLY = frozenset({"complement_nb"})
@@ -59,30 +58,11 @@ class SGDText(ClassifierMixin, BaseEstimator):
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
 
-def _sgd(p, seed, class_weight):
+def build_sgd(p, seed, class_weight):
     return SGDText(loss=p["loss"], penalty=p["penalty"], alpha=p["alpha"], l1_ratio=p["l1_ratio"],
                    max_iter=p["max_iter"], tol=p["tol"], class_weight=p.get("class_weight") or class_weight,
                    average=p["average"], random_state=seed)
 
 
-def _complement_nb(p, seed, class_weight):
+def build_complement_nb(p, seed, class_weight):
     return ComplementNB(alpha=p["alpha"], norm=p["norm"])
-
-
-register_family(Family(
-    name="sgd", prior_cost_s=0.05, build=_sgd, description="linear model by SGD: hinge / log-loss / modified Huber, L2 or elastic-net",
-    default_space={
-        "loss": {"type": "categorical", "choices": ["hinge", "modified_huber", "log_loss"]},
-        "penalty": {"type": "categorical", "choices": ["l2", "elasticnet"]},
-        "alpha": {"type": "float", "low": 1e-7, "high": 1e-3, "log": True},
-        "l1_ratio": {"type": "float", "low": 0.01, "high": 0.5, "log": True},
-        "class_weight": {"type": "categorical", "choices": [None, "balanced"]},
-    },
-    defaults={"loss": "modified_huber", "penalty": "l2", "alpha": 1e-5, "l1_ratio": 0.15, "max_iter": 30,
-              "tol": 1e-4, "class_weight": "balanced", "average": False}))
-
-register_family(Family(
-    name="complement_nb", prior_cost_s=0.01, build=_complement_nb, description="complement naive Bayes (non-negative text features)",
-    default_space={"alpha": {"type": "float", "low": 1e-3, "high": 1.0, "log": True},
-                   "norm": {"type": "categorical", "choices": [False, True]}},
-    defaults={"alpha": 0.1, "norm": False}))

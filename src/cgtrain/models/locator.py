@@ -22,7 +22,6 @@ Fitted state is plain data (encoder config JSON, tokenizer files and weights as 
 """
 from __future__ import annotations
 
-import inspect
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -35,7 +34,6 @@ from torch.nn.utils.rnn import pad_sequence
 
 from cgtrain.features.codetext import bug_location, find_twins
 from cgtrain.evaluate.metrics import METRICS, score
-from cgtrain.models.base import Family, register_family
 from cgtrain.models.hf import encoder as enc
 from cgtrain.models.hf.codetok import train_code_tokenizer
 from cgtrain.models.hf.common import EncoderBacked
@@ -266,21 +264,5 @@ class BugLocator(EncoderBacked, ClassifierMixin, BaseEstimator):
         return val
 
 
-def _build(params: dict[str, Any], seed: int, class_weight: str | None) -> BugLocator:
+def build(params: dict[str, Any], seed: int, class_weight: str | None) -> BugLocator:
     return BugLocator(random_state=seed, class_weight=class_weight, **params)
-
-
-_SETTABLE = frozenset(inspect.signature(BugLocator.__init__).parameters) - {"self", "random_state", "class_weight"}
-
-register_family(Family(
-    name="bug_locator", prior_cost_s=15.0, build=_build, input="code", extra_params=_SETTABLE, check_params=enc.check_params,
-    epoch_validation=True,
-    tasks=frozenset({"binary"}),
-    description="encoder + function head + token pointer to the bug (BugLab/GREAT), pairs ranked; "
-                "model_path: a `cgtrain pretrain` directory, else a small transformer from scratch",
-    default_space={
-        "lr": {"type": "float", "low": 5e-5, "high": 1e-3, "log": True},
-        "loc_weight": {"type": "float", "low": 0.1, "high": 2.0, "log": True},
-        "pair_weight": {"type": "float", "low": 0.0, "high": 2.0},
-    },
-    defaults={"lr": 1e-4, "loc_weight": 1.0, "pair_weight": 1.0, "epochs": 3, "batch_size": 16, "patience": 2}))

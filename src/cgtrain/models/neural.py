@@ -8,7 +8,6 @@ is rebuilt from it on first use.
 """
 from __future__ import annotations
 
-import inspect
 
 import math
 from dataclasses import dataclass
@@ -23,7 +22,6 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from cgtrain.evaluate.metrics import METRICS, score
-from cgtrain.models.base import Family, register_family
 from cgtrain.engine.checkpoint import DirStore
 from cgtrain.engine.data import PAD_ID, SequenceData, SparseData, Vocab, encode_docs
 from cgtrain.engine.device import resolve_device
@@ -273,52 +271,6 @@ def _builder(net: str):
     return build
 
 
-_SETTABLE = frozenset(inspect.signature(NeuralClassifier.__init__).parameters) - {
-    "self", "net", "random_state", "class_weight"}
-
-_TRAINING_SPACE = {
-    "lr": {"type": "float", "low": 1e-4, "high": 3e-3, "log": True},
-    "batch_size": {"type": "categorical", "choices": [16, 32, 64]},
-    "weight_decay": {"type": "float", "low": 1e-5, "high": 1e-1, "log": True},
-    "dropout": {"type": "float", "low": 0.0, "high": 0.5},
-    "schedule": {"type": "categorical", "choices": ["warmup_cosine", "one_cycle", "plateau"]},
-}
-_TRAINING_DEFAULTS = {"lr": 1e-3, "batch_size": 32, "weight_decay": 0.01, "dropout": 0.1,
-                      "schedule": "warmup_cosine", "epochs": 10, "patience": 3, "max_len": 400,
-                      "loss": "ce", "max_grad_norm": 1.0}
-
-register_family(Family(
-    extra_params=_SETTABLE, epoch_validation=True, name="textcnn", prior_cost_s=10.0, build=_builder("textcnn"), input="tokens",
-    description="TextCNN (kernels 2/3/5, masked max-pool) over code tokens",
-    default_space={**_TRAINING_SPACE,
-                   "embed_dim": {"type": "categorical", "choices": [64, 128]},
-                   "width": {"type": "int", "low": 32, "high": 256, "log": True}},
-    defaults={**_TRAINING_DEFAULTS, "embed_dim": 64, "width": 128}))
-
-register_family(Family(
-    extra_params=_SETTABLE, epoch_validation=True, name="bigru", prior_cost_s=25.0, build=_builder("bigru"), input="tokens",
-    description="bidirectional GRU over code tokens",
-    default_space={**_TRAINING_SPACE,
-                   "embed_dim": {"type": "categorical", "choices": [64, 128]},
-                   "width": {"type": "int", "low": 32, "high": 128, "log": True},
-                   "depth": {"type": "int", "low": 1, "high": 2}},
-    defaults={**_TRAINING_DEFAULTS, "embed_dim": 64, "width": 64, "depth": 1}))
-
-register_family(Family(
-    extra_params=_SETTABLE, epoch_validation=True, name="transformer", prior_cost_s=25.0, build=_builder("transformer"), input="tokens",
-    description="small pre-norm Transformer encoder over code tokens",
-    default_space={**_TRAINING_SPACE,
-                   "embed_dim": {"type": "categorical", "choices": [64, 128]},
-                   "heads": {"type": "categorical", "choices": [2, 4]},
-                   "depth": {"type": "int", "low": 1, "high": 3},
-                   "width": {"type": "categorical", "choices": [128, 256]}},
-    defaults={**_TRAINING_DEFAULTS, "embed_dim": 64, "heads": 4, "depth": 2, "width": 128, "max_len": 256}))
-
-register_family(Family(
-    extra_params=_SETTABLE, epoch_validation=True, name="mlp", prior_cost_s=4.0, build=_builder("mlp"), input="features",
-    description="MLP over the sparse code-feature matrix",
-    default_space={**_TRAINING_SPACE,
-                   "lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
-                   "width": {"type": "int", "low": 64, "high": 512, "log": True},
-                   "depth": {"type": "int", "low": 1, "high": 3}},
-    defaults={**_TRAINING_DEFAULTS, "width": 256, "depth": 1, "bucket": False}))
+# the builders the catalogue names (cgtrain.models.catalog.neural)
+build_textcnn, build_bigru = _builder("textcnn"), _builder("bigru")
+build_transformer, build_mlp = _builder("transformer"), _builder("mlp")

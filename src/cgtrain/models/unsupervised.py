@@ -12,20 +12,15 @@ and rebuilds the torch module on first use, as `NeuralClassifier` does.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.cluster import HDBSCAN, KMeans
 from sklearn.decomposition import TruncatedSVD
 from sklearn.ensemble import IsolationForest
 from sklearn.utils.validation import check_is_fitted
-from torch import nn
-
-from cgtrain.models.base import Family, register_family
 
 
 def _reduce(X, n_components: int, seed: int) -> TruncatedSVD | None:
@@ -74,16 +69,6 @@ class IsolationForestDetector(_Detector):
         return -np.asarray(self.forest_.score_samples(X), dtype=np.float64)
 
 
-class _AutoencoderNet(nn.Module):
-    def __init__(self, n_in: int, hidden: int, code: int):
-        super().__init__()
-        self.encode = nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Linear(hidden, code), nn.ReLU())
-        self.decode = nn.Sequential(nn.Linear(code, hidden), nn.ReLU(), nn.Linear(hidden, n_in))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(x))
-
-
 class AutoencoderDetector(_Detector):
     """A small MLP autoencoder; anomaly score = mean squared reconstruction error per row.
 
@@ -106,65 +91,29 @@ class AutoencoderDetector(_Detector):
         Z = _dense(X, self.svd_)
         self.mean_, std = Z.mean(axis=0), Z.std(axis=0)
         self.scale_ = np.where(std > 0, std, 1.0)
-        data = torch.from_numpy(((Z - self.mean_) / self.scale_).astype(np.float32))
         self.n_features_in_ = int(X.shape[1])
-        with torch.random.fork_rng(devices=[]), _one_thread():  # the caller's RNG is left as it was
-            torch.manual_seed(self.random_state)
-            net = _AutoencoderNet(data.shape[1], int(self.hidden), int(self.code))
-            self.history_ = {"loss": _train(net, data, self)}
-        self.weights_ = {k: v.detach().cpu().numpy().copy() for k, v in net.state_dict().items()}
-        self._module = net.eval()
+        from cgtrain.models import autoencoder_net  # torch, only for this family
 
-    def _net(self) -> nn.Module:
-        net = getattr(self, "_module", None)
-        if net is None:
-            net = _AutoencoderNet(len(self.mean_), int(self.hidden), int(self.code))
-            net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in self.weights_.items()})
-            self._module = net.eval()
-        return net
+        self._module, self.weights_, losses = autoencoder_net.fit((Z - self.mean_) / self.scale_, self)
+        self.history_ = {"loss": losses}
+
+    def _net(self) -> Any:
+        from cgtrain.models import autoencoder_net
+
+        if getattr(self, "_module", None) is None:
+            self._module = autoencoder_net.rebuild(len(self.mean_), int(self.hidden), int(self.code), self.weights_)
+        return self._module
 
     def anomaly_score(self, X) -> np.ndarray:
         check_is_fitted(self, "weights_")
-        data = torch.from_numpy(self._standard(X).astype(np.float32))
-        with torch.inference_mode(), _one_thread():
-            error = (self._net()(data) - data).pow(2).mean(dim=1)
-        return error.numpy().astype(np.float64)
+        from cgtrain.models import autoencoder_net
+
+        return autoencoder_net.reconstruction_error(self._net(), self._standard(X))
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(super().__getstate__())
         state.pop("_module", None)  # rebuilt from weights_ on first use
         return state
-
-
-@contextmanager
-def _one_thread():
-    """Intra-op threads only slow a net this small down (sync costs, more so on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _train(net: nn.Module, data: torch.Tensor, est: AutoencoderDetector) -> list[float]:
-    """Mini-batch Adam on the reconstruction MSE; returns the mean loss per epoch."""
-    opt = torch.optim.AdamW(net.parameters(), lr=est.lr, weight_decay=est.weight_decay)
-    gen = torch.Generator().manual_seed(int(est.random_state))
-    losses = []
-    net.train()
-    for _ in range(int(est.epochs)):
-        total = 0.0
-        for idx in torch.randperm(len(data), generator=gen).split(int(est.batch_size)):
-            batch = data[idx]
-            loss = (net(batch) - batch).pow(2).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += loss.detach().item() * len(idx)
-        losses.append(total / max(1, len(data)))
-    net.eval()
-    return losses
 
 
 class HDBSCANClusterer(ClusterMixin, BaseEstimator):
@@ -201,34 +150,18 @@ class HDBSCANClusterer(ClusterMixin, BaseEstimator):
         return np.where(inside, nearest, -1).astype(np.int64)
 
 
-# --- the families ------------------------------------------------------------------------
-_ANOMALY, _CLUSTERING = frozenset({"anomaly"}), frozenset({"clustering"})
+# --- builders (the families are declared in cgtrain.models.catalog) --------------------------
+def build_isolation_forest(p: dict[str, Any], seed: int, class_weight: str | None = None) -> IsolationForestDetector:
+    return IsolationForestDetector(random_state=seed, **p)
 
-register_family(Family(
-    name="isolation_forest", tasks=_ANOMALY, description="IsolationForest anomaly scores",
-    build=lambda p, seed, cw=None: IsolationForestDetector(random_state=seed, **p),
-    default_space={"n_estimators": {"type": "int", "low": 100, "high": 400, "step": 100},
-                   "max_features": {"type": "float", "low": 0.3, "high": 1.0}},
-    defaults={"n_estimators": 200, "max_features": 1.0, "max_samples": "auto", "contamination": 0.1}))
 
-register_family(Family(
-    name="autoencoder", tasks=_ANOMALY, description="MLP autoencoder (torch), reconstruction-error scores",
-    build=lambda p, seed, cw=None: AutoencoderDetector(random_state=seed, **p),
-    default_space={"hidden": {"type": "categorical", "choices": [16, 32, 64]},
-                   "code": {"type": "categorical", "choices": [4, 8, 16]},
-                   "lr": {"type": "float", "low": 3e-4, "high": 3e-3, "log": True}},
-    defaults={"svd_components": 64, "hidden": 32, "code": 8, "epochs": 50, "batch_size": 64, "lr": 1e-3,
-              "weight_decay": 1e-5, "contamination": 0.1}))
+def build_autoencoder(p: dict[str, Any], seed: int, class_weight: str | None = None) -> AutoencoderDetector:
+    return AutoencoderDetector(random_state=seed, **p)
 
-register_family(Family(
-    name="kmeans", tasks=_CLUSTERING, description="k-means clusters",
-    build=lambda p, seed, cw=None: KMeans(n_clusters=p["n_clusters"], n_init=p["n_init"], random_state=seed),
-    default_space={"n_clusters": {"type": "int", "low": 2, "high": 12}},
-    defaults={"n_clusters": 8, "n_init": 3}))
 
-register_family(Family(
-    name="hdbscan", tasks=_CLUSTERING, description="HDBSCAN density clusters (noise = -1)",
-    build=lambda p, seed, cw=None: HDBSCANClusterer(random_state=seed, **p),
-    default_space={"min_cluster_size": {"type": "int", "low": 3, "high": 30, "log": True}},
-    defaults={"min_cluster_size": 5, "min_samples": None, "cluster_selection_epsilon": 0.0,
-              "svd_components": 32}))
+def build_kmeans(p: dict[str, Any], seed: int, class_weight: str | None = None) -> KMeans:
+    return KMeans(n_clusters=p["n_clusters"], n_init=p["n_init"], random_state=seed)
+
+
+def build_hdbscan(p: dict[str, Any], seed: int, class_weight: str | None = None) -> HDBSCANClusterer:
+    return HDBSCANClusterer(random_state=seed, **p)

@@ -15,9 +15,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from cgtrain.qa import bias as audits
 from cgtrain.evaluate import calibration as cal
 from cgtrain.evaluate.resources import file_size_mb, latency, measure
+from cgtrain.extras import missing
 from cgtrain.fsutil import atomic_write_json
 from cgtrain import rundir
 from cgtrain.artifacts.files import load_run_model
@@ -25,33 +25,17 @@ from cgtrain.core.fit import fit_family
 from cgtrain.core.folds import FoldCache
 from cgtrain.core.prepared import full_proba
 from cgtrain.core.prepared import prepare
-from cgtrain.evaluate.significance import delong_test
 from cgtrain.models import FAMILIES
-from cgtrain.qa.explain import explain
-from cgtrain.qa.explain import explain_record
-from cgtrain.registry import model_registry as reg
-from cgtrain.registry.promotion import NotComparable
-from cgtrain.registry.promotion import PREDICTIONS_FILE
-from cgtrain.registry.promotion import compare
-from cgtrain.registry.promotion import decide
-from cgtrain.registry.promotion import pair
-from cgtrain.registry.promotion import read_predictions
-from cgtrain.registry.promotion import version_predictions
 from cgtrain.report import build_report
 from cgtrain.serve.decision import write_decision
-from cgtrain.track.store import quiet_mlflow
-from cgtrain.track.store import tracking_client
 
-QA_FILE, EXPLANATIONS_FILE, RESOURCES_FILE, CHAMPION_FILE = rundir.QA, rundir.EXPLANATIONS, rundir.RESOURCES, \
-    "champion.json"
+QA_FILE, EXPLANATIONS_FILE, RESOURCES_FILE = rundir.QA, rundir.EXPLANATIONS, rundir.RESOURCES
 
 
 def try_run_qa(request, run_dir: Path, prepared=None, say: Callable[[str], None] = print) -> Path | None:
     """run_qa + the report; on any error say why and return None (the model and metrics stay)."""
     try:
         run_qa(request, Path(run_dir), prepared, say)
-        from cgtrain.report import build_report
-
         path = build_report(Path(run_dir))
         say(f"QA report: {path}")
         return path
@@ -86,8 +70,11 @@ def run_qa(request, run_dir: Path, prepared=None, say: Callable[[str], None] = p
         segments = {c: [str(r.get("segments", {}).get(c)) for r in rows] for c in request.dataset.segment_columns
                     if any(c in r.get("segments", {}) for r in rows)}
         chars = [r.get("code_chars", len(code)) for r, code in zip(rows, codes)]
-        record["audit"] = audits.audit(y, y_pred, segments, chars, n_buckets=qa.length_buckets, alpha=qa.alpha)
-        if code_only(request):
+        record["audit"] = audit_section(y, y_pred, segments, chars, qa)
+        if missing(EXPLAIN_NEEDS):
+            record["explanations"] = {"skipped": f"explanations need {', '.join(missing(EXPLAIN_NEEDS))}: "
+                                                 f"pip install 'cgtrain[qa]'"}
+        elif code_only(request):
             say("QA: explanations")
             record["explanations"] = explanations_section(request, run_dir, pipeline, codes, ids, y, proba, manifest)
         else:  # the model reads table columns too: attributions and latency need those rows rebuilt
@@ -101,6 +88,18 @@ def run_qa(request, run_dir: Path, prepared=None, say: Callable[[str], None] = p
     atomic_write_json(run_dir / RESOURCES_FILE, record["resources"])
     atomic_write_json(run_dir / QA_FILE, record)
     return record
+
+
+AUDIT_NEEDS, EXPLAIN_NEEDS = ("fairlearn", "statsmodels"), ("shap",)  # the [qa] extra
+
+
+def audit_section(y, y_pred, segments, chars, qa) -> dict[str, Any]:
+    """Per-segment and per-length recall/precision with intervals (the [qa] extra; skipped without it)."""
+    if missing(AUDIT_NEEDS):
+        return {"skipped": f"the audit needs {', '.join(missing(AUDIT_NEEDS))}: pip install 'cgtrain[qa]'"}
+    from cgtrain.qa import bias as audits
+
+    return audits.audit(y, y_pred, segments, chars, n_buckets=qa.length_buckets, alpha=qa.alpha)
 
 
 def code_only(request) -> bool:
@@ -203,6 +202,8 @@ def explanations_section(request, run_dir: Path, pipeline, codes, ids, y, proba,
     sample = sorted(set(rng.choice(len(codes), size=n, replace=False).tolist()) | set(examples))
     position = {row: k for k, row in enumerate(sample)}
     start = time.perf_counter()
+    from cgtrain.qa.explain import explain, explain_record
+
     att = explain(pipeline, [codes[i] for i in sample], [position[i] for i in examples], manifest.language)
     rec = explain_record(att, [codes[i] for i in sample], [ids[i] for i in sample], [int(y[i]) for i in sample],
                          [float(proba[i, -1]) for i in sample], [position[i] for i in examples],
@@ -234,55 +235,3 @@ def resources_section(run_dir: Path, pipeline, codes) -> dict[str, Any]:
 
 
 _json = rundir.read_json
-
-
-# --- significance against the registered champion -----------------------------------------------------
-def champion_section(run_dir: Path, tracking_uri: str | None = None) -> dict[str, Any] | None:
-    """This run vs the registered champion on the same held-out rows (McNemar, bootstrap CI, DeLong);
-    written to champion.json. None when the run was never registered."""
-
-    run_dir = Path(run_dir)
-    tracking = _json(run_dir / rundir.TRACKING)
-    if not tracking.get("model_name") or not tracking.get("model_version"):
-        return None
-    name, mine = tracking["model_name"], str(tracking["model_version"])
-    with quiet_mlflow():
-        client = tracking_client(tracking_uri or tracking.get("tracking_uri"), create=False)
-        champion = reg.alias_version(client, name, reg.CHAMPION)
-        record: dict[str, Any] = {"model": name, "version": mine,
-                                  "champion_version": str(champion.version) if champion else None}
-        if champion is None:
-            record["status"] = "no champion registered"
-        elif str(champion.version) == mine:
-            record["status"] = "this run is the champion"
-        else:
-            metric = _json(run_dir / rundir.METRICS).get("cv", {}).get("metric", "f1")
-            try:
-                theirs, ours = version_predictions(client, champion), read_predictions(run_dir / PREDICTIONS_FILE)
-                evidence = compare(theirs, ours, metric)
-                decision = decide(evidence)
-                record.update({"status": "compared", "metric": metric, "evidence": evidence.__dict__,
-                               "summary": evidence.describe(), "significantly_better": decision.promote})
-                y, pa, pb = pair(theirs, ours)
-                if pa.shape[1] == 2 and len(np.unique(y)) == 2:
-                    record["delong"] = delong_test(y, pa[:, 1], pb[:, 1]).as_dict()
-            except NotComparable as exc:
-                record.update({"status": "not comparable", "reason": str(exc)})
-    atomic_write_json(run_dir / CHAMPION_FILE, record)
-    return record
-
-
-def after_tracking(run_dir: Path, tracking_uri: str | None, say: Callable[[str], None]) -> None:
-    """After a run's model was registered: significance against the champion, report rebuilt.
-    Never fails the run: a problem is said and the report stays as it was."""
-
-    run_dir = Path(run_dir)
-    if not (run_dir / QA_FILE).is_file() or not (run_dir / rundir.TRACKING).is_file():
-        return
-    try:
-        record = champion_section(run_dir, tracking_uri)
-        build_report(run_dir)
-        if record and record.get("status") == "compared":
-            say(f"vs champion {record['model']}/{record['champion_version']}: {record['summary']}")
-    except Exception as exc:  # noqa: BLE001 - the run and its report stay as they are
-        say(f"note: no champion comparison in the report ({type(exc).__name__}: {exc})")

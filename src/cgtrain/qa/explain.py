@@ -21,10 +21,6 @@ from typing import Any, Sequence
 
 import numpy as np
 import scipy.sparse as sp
-from cgtrain.engine.data import PAD_ID
-from cgtrain.engine.data import UNK_ID
-from cgtrain.engine.data import Vocab
-from cgtrain.engine.data import encode_docs
 from cgtrain.features import tokenizer as tk
 from cgtrain.features.tokenizer import tokenize_code
 
@@ -158,6 +154,7 @@ def explain_token_net(pipeline, codes: Sequence[str], examples: Sequence[int], n
     import torch
     from captum.attr import LayerIntegratedGradients
 
+    from cgtrain.engine.data import PAD_ID, UNK_ID, Vocab, encode_docs  # torch: token nets only
 
     clf = pipeline[-1]
     net = clf._fitted_net().eval()
@@ -199,7 +196,6 @@ def explain_token_net(pipeline, codes: Sequence[str], examples: Sequence[int], n
 def explain_occlusion(pipeline, codes: Sequence[str], examples: Sequence[int], language: str | None
                       ) -> Attribution:
     """Drop each line; its attribution is the fall in P(flawed), split over the line's tokens."""
-
     per_token: dict[str, list[float]] = {}
     rows = []
     for k in examples:

@@ -23,7 +23,6 @@ from cgtrain.errors import RegistryError  # noqa: F401 (re-exported)
 from cgtrain.artifacts.files import UnsafeModelError, load_model
 from cgtrain.serve.decision import DECISION_FILE
 from cgtrain.serve.decision import read_decision
-from cgtrain.serve.predictor import Predictor
 from cgtrain.track.store import quiet_mlflow
 from cgtrain.track.store import tracking_client
 
@@ -155,6 +154,8 @@ def load_registered(spec: str, tracking_uri: str | None = None, trust=()):
     if not expected:
         raise UnsafeModelError(f"{version.name}/{version.version} has no checksum recorded at registration; "
                                f"refusing to load it")
+
+    from cgtrain.serve.predictor import Predictor  # pandas and the features: only when a model is served
 
     with tempfile.TemporaryDirectory() as tmp:
         local = download(version, tags.get(TAG + "model_file", rundir.MODEL_FILE), Path(tmp))

@@ -4,7 +4,7 @@ Both registered versions carry `test_predictions.jsonl` (id, y_true, proba per h
 test row) among their run's artifacts. The gate pairs the two files by row id and
 computes, for the challenger's request metric:
 
-* McNemar's test on the paired correct/incorrect labels (statsmodels `mcnemar`; the
+* McNemar's test on the paired correct/incorrect labels (as statsmodels `mcnemar` computes it, with scipy; the
   exact binomial version when fewer than 25 rows are discordant, else chi-square with
   continuity correction);
 * a paired bootstrap CI of the metric difference (challenger - champion, in the

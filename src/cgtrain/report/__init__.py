@@ -67,7 +67,7 @@ def param_importances(run_dir: Path) -> dict[str, float] | None:
     import optuna
 
     try:
-        study = optuna.load_study(study_name=rundir.STUDY_NAME, storage=rundir.RunDir(run_dir).study_url())
+        study = rundir.RunDir(run_dir).study()
         with warnings.catch_warnings():  # "some regimes have less than 2 trials": the section says how many ran
             warnings.simplefilter("ignore", UserWarning)
             imp = optuna.importance.get_param_importances(study)

@@ -8,7 +8,17 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from cgtrain.report import plots
+from cgtrain.extras import installed
+
+if installed("matplotlib"):
+    from cgtrain.report import plots
+else:  # a core install: the report keeps its tables and numbers, each plot says how to get it
+    class _NoPlots:
+        def __getattr__(self, name: str):
+            return lambda *args, **kwargs: ('<p class="note">plots need matplotlib: '
+                                            "pip install 'cgtrain[qa]'</p>")
+
+    plots = _NoPlots()
 from cgtrain import rundir
 
 
@@ -137,6 +147,8 @@ def decision_table(cal: dict[str, Any]) -> str:
 def audit(a: dict[str, Any]) -> str:
     if not a:
         return note("no audit")
+    if "skipped" in a:
+        return note(f"no audit: {a['skipped']}")
     out = []
     d = a.get("largest_disparity")
     if d:

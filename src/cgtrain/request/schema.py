@@ -99,6 +99,9 @@ class Candidate(Strict):
             if key not in allowed:
                 raise ValueError(f"family '{self.family}' has no parameter '{key}'"
                                  f"{did_you_mean(key, sorted(allowed))}; parameters: {', '.join(sorted(allowed))}")
+        if family.missing():  # e.g. textcnn on a core install: the pip command, not an ImportError later
+            raise ValueError(f"family '{self.family}' needs {', '.join(family.missing())}, not installed here; "
+                             f"install with: pip install 'cgtrain[{family.extra}]'")
         if family.check_params is not None:
             family.check_params(self.params)
         return self

@@ -117,8 +117,8 @@ def _train(engine, lease, row: dict, run_dir: Path, resume: bool, log, a: dict) 
 def _track(run_dir: Path, tenant: str, name: str, log, a: dict) -> dict | None:
     """What `cgtrain train` does after training: log to MLflow, register, compare with the champion.
     The registered name is TENANT.NAME so tenants sharing a store never share a model."""
-    from cgtrain.qa.checks import after_tracking
-    from cgtrain.track.mlflow_tracking import try_log_run
+    from cgtrain.qa.champion import after_tracking
+    from cgtrain.track import try_log_run
 
     tracked = try_log_run(run_dir, a.get("tracking_uri"), f"{tenant}.{name}", request_path=run_dir / rundir.REQUEST,
                           say=log.say)

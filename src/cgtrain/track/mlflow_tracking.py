@@ -19,7 +19,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -92,22 +92,6 @@ def log_run(run_dir: Path, tracking_uri: str | None, model_name: str, *, request
         raise
     except Exception as exc:  # noqa: BLE001 - any store/IO problem: report, never lose the run
         raise TrackingError(f"logging {run_dir} to {uri} failed: {type(exc).__name__}: {exc}") from exc
-
-
-def try_log_run(run_dir: Path, tracking_uri: str | None, model_name: str, *, request_path: Path | None = None,
-                say: Callable[[str], None] = print) -> TrackedRun | None:
-    """`log_run` for the CLI: says what happened; on failure says why and returns None."""
-    try:
-        tracked = log_run(run_dir, tracking_uri, model_name, request_path=request_path)
-    except TrackingError as exc:
-        say(f"tracking failed (the run directory {run_dir} is complete and usable): {exc}")
-        return None
-    for problem in tracked.problems:
-        say(f"tracking note: {problem}")
-    verb = "already logged as" if tracked.already_logged else "logged as"
-    say(f"{verb} MLflow run {tracked.run_id} ({len(tracked.trial_run_ids)} trials) in {tracked.tracking_uri}; "
-        f"model {tracked.model_name} version {tracked.model_version} @{tracked.alias}")
-    return tracked
 
 
 def prepare_records(run_dir: Path) -> list[str]:

@@ -13,8 +13,9 @@
    when the family leads, or at once when the next level is cheap; the family's best params so far open the new level.
    Only full-fidelity trials are eligible as the final model or ensemble member.
 4. Budget: a trial starts only when its estimated cost fits what the study has left
-   (the budget minus a reserve for ensemble + refit + test, re-estimated after every
-   trial); a trial in flight is stopped at its time limit (between folds and epochs).
+   (the budget minus a reserve for ensemble + refit + test + final fit, re-estimated after
+   every trial from the run's own measurements: tune.reserve); a trial in flight is stopped
+   at its time limit (between folds and epochs, and inside a fit: tune.deadline).
 
 Trial counts depend on wall time, so a budgeted run is not repeatable trial-for-trial.
 """
@@ -32,6 +33,7 @@ from cgtrain.models import FAMILIES
 from cgtrain.request import TrainingRequest
 from cgtrain.tune import study as studies
 from cgtrain.tune.budget import Budget
+from cgtrain.tune.reserve import PostStudy
 from cgtrain.tune.space import as_dict
 from cgtrain.tune.defaults import (BASELINE_FEATURES, BASELINE_LOGREG, CODE_TREE, CODE_TREE_NAME,  # noqa: F401
                                     baseline_trial, code_tree_trial, default_params)
@@ -47,9 +49,7 @@ CODE_TREE_COST = 1.6  # seconds per 1000 fold training rows (200 trees, 63 leave
 CODE_TREE_SHARE = 0.6  # ... queued only when that estimate is under this share of what the study has left
 MAX_FAILURES = 2
 COST_PARAMS = ("n_estimators", "num_leaves", "width", "depth", "epochs", "embed_dim")
-ENSEMBLE_SELECT_S = 1.0  # choosing an ensemble on OOF predictions (plus a share of the budget)
 TRIAL_OVERHEAD_S = 0.3  # sampling + storage writes per trial
-RESERVE_SAFETY = 1.15
 ENSEMBLE_RESERVE_MEMBERS = 3  # refits planned for an ensemble (greedy voting rarely keeps more)
 
 
@@ -144,7 +144,9 @@ class Controller:
         self.states = family_states(request, prepared)
         self.spaces = studies.candidate_spaces(request)
         self.sign = 1.0 if studies.greater_is_better(request.validation.metric) else -1.0
-        self.feat_s, self.feat_seen = 0.0, False  # featurizing the full training split, estimated from the folds
+        self.post = PostStudy(prepared, getattr(request.validation, "final_fit", "train") == "all")
+        self.members: list[optuna.trial.FrozenTrial] = []  # the likely final model (or ensemble members)
+        self.probed: set[str] = set()  # families given a scaling probe
         self.feat_new_s = 0.0  # building a new featurisation's fold features in a trial (the dearest so far)
         self.multi = len(self.states) > 1
         self.rng = np.random.default_rng(request.seed)
@@ -183,6 +185,10 @@ class Controller:
                 queued = {**({"family": family} if self.multi else {}), **params, **_prefixed(features)}
                 return queued, {"fidelity": 1.0, "baseline": name}
             self.say(f"automl: no {name} trial: ~{cost:.0f}s estimated, {left:.0f}s left")
+        probe = self.post.scaling_probe(self.members, left, self.probed)
+        if probe is not None:  # the same trial on fewer rows: how its family's fit time grows with rows
+            self.probed.add(str(probe[0].user_attrs.get("family")))
+            return dict(probe[0].params), {"fidelity": probe[1], "scaling_probe": probe[0].number}
         for s in self.live():
             if not s.costs and s.failures == 0:  # probe, cheapest first
                 cost = s.cost() * self.slowdown() + self._feature_cost(reuse=True)
@@ -243,14 +249,15 @@ class Controller:
             return
         timed_out = "timed_out" in trial.user_attrs
         folds_done = len(trial.user_attrs.get("fold_seconds", [])) or len(trial.intermediate_values)
-        if timed_out or trial.state == optuna.trial.TrialState.COMPLETE:
+        if "scaling_probe" in trial.user_attrs:
+            self.probed.add(s.name)  # (its rows-to-seconds point goes to tune.reserve, not to the linear costs)
+        elif timed_out or trial.state == optuna.trial.TrialState.COMPLETE:
             whole = seconds if not timed_out else seconds * len(self.prepared.folds) / max(folds_done, 1)
             s.costs.append((fidelity, whole))
         if "feat_seconds" in trial.user_attrs:  # a new featurisation (the one-off n-gram count pass aside)
             self.count_s = max(self.count_s, float(trial.user_attrs.get("count_seconds", 0)))
             self.feat_new_s = float(trial.user_attrs["feat_seconds"]) - float(trial.user_attrs.get("count_seconds", 0))
         if trial.state == optuna.trial.TrialState.COMPLETE:
-            self._feat(trial)
             loss = self.loss(trial.values[0])
             if self.best_loss is None or loss < self.best_loss:
                 self.best_loss = loss
@@ -267,13 +274,6 @@ class Controller:
             s.at_level += 1
         self._maybe_grow(s)
 
-    def _feat(self, trial: optuna.trial.FrozenTrial) -> None:
-        folds = trial.user_attrs.get("fold_seconds") or []
-        built = float(trial.user_attrs.get("feat_seconds", 0.0))
-        if folds and built > 0:  # the refit builds the features once more, on all training rows + the test rows
-            self.feat_s = max(self.feat_s, built / len(folds) * self._refit_scale() * 1.3)
-            self.feat_seen = True
-
     def _maybe_grow(self, s: FamilyState) -> None:
         if s.level + 1 >= len(s.levels):
             return
@@ -282,30 +282,24 @@ class Controller:
         if leads or s.at_level >= TRIALS_PER_LEVEL or s.cost(nxt) <= CHEAP_SHARE * self.budget.total_s:
             s.level, s.at_level = s.level + 1, 0
 
-    def _refit_scale(self) -> float:
-        k = len(self.prepared.folds)
-        return k / max(k - 1, 1)
-
     def reserve(self, study: optuna.Study) -> float:
-        """Seconds to keep for ensemble selection, refit of the chosen model(s) and the test."""
+        """Seconds to keep for ensemble selection, refit of the chosen model(s), the test and the final fit,
+        estimated from the run's own trials (see tune.reserve)."""
+        trials = study.get_trials(deepcopy=False)
         ranked = studies.ranked_trials(study)
         if not ranked:  # only low-fidelity trials so far: the final model will be the best of them
-            done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
-            if not done:
+            if not any(t.state == optuna.trial.TrialState.COMPLETE for t in trials):
                 return self.budget.reserve_s
             ranked = [studies.best_trial(study)]
+        self.post.learn(trials)
         ensemble = self.request.hpo.ensemble != "none" and len(ranked) > 1
         members = ranked[:1]
         if ensemble:  # the members an ensemble would draw on: the best trial of each family (see tune.ensembles)
             from cgtrain.tune.ensemble_select import diverse_top
 
             members = diverse_top(ranked, min(self.request.hpo.ensemble_size, ENSEMBLE_RESERVE_MEMBERS))
-        select = ENSEMBLE_SELECT_S + 0.01 * self.budget.total_s if ensemble else 0.0
-        refit = sum(refit_seconds(t, self._refit_scale()) for t in members) + self.feat_s
-        if getattr(self.request.validation, "final_fit", "train") == "all":  # once more on training + test rows
-            split = self.prepared.split  # planned for, so the saved model learns from every row and the run
-            refit *= 1 + (len(split.train) + len(split.test)) / max(len(split.train), 1)  # ends on its budget
-        return RESERVE_SAFETY * refit + select + 1.0
+        self.members = members
+        return self.post.seconds(members, ensemble, self.budget.total_s)
 
     def summary(self) -> dict[str, Any]:
         return {name: {"trials_s": round(s.spent_s, 2), "best_cv": None if s.best is None else -self.sign * s.best,
@@ -324,13 +318,6 @@ def trial_seconds(trial: optuna.trial.FrozenTrial) -> float:
     return float(trial.user_attrs.get("fit_seconds") or _duration(trial))
 
 
-def refit_seconds(trial: optuna.trial.FrozenTrial, scale: float) -> float:
-    """A refit on all training rows: the trial's slowest fold, scaled to all rows (and up from its fidelity)."""
-    folds = trial.user_attrs.get("fold_seconds") or []
-    per_fold = float(np.max(folds)) if folds else float(trial.user_attrs.get("fit_seconds", 0)) / 3
-    return per_fold * scale / max(float(trial.user_attrs.get("fidelity", 1.0)), 1e-3)
-
-
 def _duration(trial: optuna.trial.FrozenTrial) -> float:
     if trial.datetime_start and trial.datetime_complete:
         return (trial.datetime_complete - trial.datetime_start).total_seconds()
@@ -340,6 +327,7 @@ def _duration(trial: optuna.trial.FrozenTrial) -> float:
 def optimize(study: optuna.Study, objective, request: TrainingRequest, prepared, budget: Budget, max_trials: int,
              say: Callable[[str], None], callbacks: list | None = None) -> Controller:
     """Run trials until the budget (minus the reserve) or max_trials is spent."""
+    import skops.io  # noqa: F401 - the model file's writer (5-8 s to import on a busy machine): paid now, on the clock
     ctl = Controller(request, prepared, budget, say)
     for t in study.get_trials(deepcopy=False):  # a resumed study: learn from what is there
         ctl.update(t)
@@ -362,8 +350,8 @@ def optimize(study: optuna.Study, objective, request: TrainingRequest, prepared,
         budget.set_reserve(ctl.reserve(study))
     say(f"automl: {ran} trial(s) in {budget.elapsed():.0f}s; {budget.left():.0f}s left for ensemble, refit and "
         f"test (reserve {budget.reserve_s:.0f}s)")
-    study.set_user_attr("automl", json.loads(json.dumps({**budget.record(), "families": ctl.summary()},
-                                                        default=_plain)))
+    record = {**budget.record(), **ctl.post.record(), "families": ctl.summary()}
+    study.set_user_attr("automl", json.loads(json.dumps(record, default=_plain)))
     return ctl
 
 

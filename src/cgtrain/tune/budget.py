@@ -5,9 +5,13 @@ The study may spend what is left after a reserve for the steps that follow it
 the reserve up to date from the measured cost of the best trials. A trial's time
 limit is fixed when it starts: the request's `trial_timeout_s` (default: a quarter
 of the budget), never more than the study has left.
+
+The clock runs from when the run began: the `cgtrain automl` command anchors it at its
+process start (`start_clock_at`), so the budget covers start-up, loading and featurising too.
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -15,8 +19,42 @@ from cgtrain.request import TrainingRequest
 
 TRIAL_SHARE = 0.25  # default per-trial limit, as a share of the budget
 INITIAL_RESERVE = 0.10  # share kept for refit + test until a trial says what a refit costs
-SAFETY = 0.015  # share of the budget never planned for: timer granularity, writing files
+SAFETY = 0.01  # share of the budget never planned for: timer granularity, load spikes
 BASELINE_SHARE = 0.6  # the anytime baseline trial may use this much: a run without it has no floor
+
+
+_ANCHOR: dict[str, float | None] = {"started": None}  # when the process began, set by the CLI command
+
+
+def process_started() -> float | None:
+    """time.time() at which this process started (Linux /proc), or None where that cannot be read."""
+    try:
+        ticks = os.sysconf("SC_CLK_TCK")
+        with open(f"/proc/{os.getpid()}/stat", encoding="ascii") as fh:
+            stat = fh.read()
+        start_ticks = float(stat.rsplit(")", 1)[1].split()[19])  # field 22 (starttime), after the command name
+        with open("/proc/uptime", encoding="ascii") as fh:
+            uptime = float(fh.read().split()[0])
+        return time.time() - (uptime - start_ticks / ticks)
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+def start_clock_at(started: float | None) -> None:
+    """Budgets of this process count from `started` (e.g. process_started()); None: from when each run began."""
+    _ANCHOR["started"] = started
+
+
+def count_from_process_start() -> None:
+    """Budgets of this process count from its start (a command-line run: start-up and loading included)."""
+    start_clock_at(process_started())
+
+
+def run_started(started: float | None) -> float:
+    """When the budget's clock starts: the anchored process start when it is earlier than `started`."""
+    anchor, now = _ANCHOR["started"], time.time()
+    begun = started if started is not None else now
+    return min(begun, anchor) if anchor is not None and anchor <= now else begun
 
 
 @dataclass
@@ -33,7 +71,7 @@ class Budget:
         if total is None:
             return None
         timeout = request.hpo.trial_timeout_s or TRIAL_SHARE * total
-        return cls(float(total), started if started is not None else time.time(), float(timeout),
+        return cls(float(total), run_started(started), float(timeout),
                    INITIAL_RESERVE * total)
 
     def elapsed(self) -> float:

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import optuna
 from sklearn.base import clone
 
@@ -22,16 +21,11 @@ from cgtrain.models import FAMILIES
 from cgtrain.models.ensemble import EnsembleChoice, EnsembleModel, beats, select
 from cgtrain.request import TrainingRequest
 from cgtrain.tune import study as studies
+from cgtrain.tune.budget import run_started
+from cgtrain.tune.reserve import PostStudy
 from cgtrain.tune.hooks import load_oof
 
 RECORD = "ensemble.json"
-REFIT_SAFETY = 1.3
-
-
-def member_refit_seconds(trial: optuna.trial.FrozenTrial, n_folds: int) -> float:
-    folds = trial.user_attrs.get("fold_seconds") or []
-    per_fold = float(np.max(folds)) if folds else float(trial.user_attrs.get("fit_seconds") or 0) / max(n_folds, 1)
-    return per_fold * n_folds / max(n_folds - 1, 1)
 
 
 def choose_ensemble(request: TrainingRequest, run_dir: Path, prepared, study: optuna.Study,
@@ -66,10 +60,12 @@ def choose_ensemble(request: TrainingRequest, run_dir: Path, prepared, study: op
                                               f"the best single trial's {best.values[0]:.4f}", say)
     top = _prune_zero_weights(top)
     by_number = {t.number: t for t in ranked}
-    need = REFIT_SAFETY * sum(member_refit_seconds(by_number[n], len(prepared.folds)) for n in top.trials)
     budget = getattr(request.hpo, "budget_s", None)
     if budget is not None and started is not None:
-        left = budget - (time.time() - started)
+        post = PostStudy(prepared, final_fit=False)  # the refit must fit; the final fit is skipped when it does not
+        post.learn(study.get_trials(deepcopy=False))
+        need = post.refit_seconds([by_number[n] for n in top.trials])
+        left = budget - (time.time() - run_started(started))
         if need > left:
             return _decide(run_dir, record, None, f"dropped: refitting its {len(top.trials)} members needs "
                                                   f"~{need:.0f}s, the budget has {left:.0f}s left", say)

@@ -107,7 +107,9 @@ def open_study(storage_url: str, request: TrainingRequest, grid: list | None) ->
         sampler = SAMPLERS.get(request.hpo.sampler)(request.seed, grid or [])
         storage = optuna.storages.RDBStorage(storage_url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
                                              heartbeat_stale_trial_callback=retry_stale_trial)
-        return optuna.create_study(study_name=STUDY_NAME, storage=storage, sampler=sampler,
+        existing = optuna.get_all_study_names(storage)  # a resumed run keeps its study's name, old runs "cgtrain"
+        return optuna.create_study(study_name=existing[0] if len(existing) == 1 else request.name, storage=storage,
+                                   sampler=sampler,
                                    pruner=PRUNERS.get(request.hpo.pruner)(),
                                    directions=directions(request), load_if_exists=True)
 

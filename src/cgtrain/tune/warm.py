@@ -43,7 +43,7 @@ def earlier_runs(run_dir: Path, name: str) -> list[Path]:
 def best_params(run: Path, k: int) -> list[tuple[str, dict[str, Any]]]:
     """(family, searched params) of the run's k best full-fidelity trials."""
     try:
-        study = optuna.load_study(study_name=studies.STUDY_NAME, storage=f"sqlite:///{run / rundir.STUDY_DB}")
+        study = rundir.RunDir(run).study()
         ranked = studies.ranked_trials(study)
     except Exception:  # an unreadable or foreign study is no reason to stop this run
         return []

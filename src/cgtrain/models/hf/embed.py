@@ -9,7 +9,6 @@ later runs over the same rows embed each function once.
 """
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import numpy as np
@@ -17,7 +16,6 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from cgtrain.models.base import Family, register_family
 from cgtrain.models.hf import encoder as enc
 from cgtrain.models.hf.cache import ShardCache, settings_key
 from cgtrain.models.hf.common import EncoderBacked, batched, files_digest
@@ -107,18 +105,5 @@ class HFEmbedClassifier(EncoderBacked, ClassifierMixin, BaseEstimator):
                               random_state=self.random_state, n_jobs=2, verbose=-1)
 
 
-def _build(params: dict[str, Any], seed: int, class_weight: str | None) -> HFEmbedClassifier:
+def build(params: dict[str, Any], seed: int, class_weight: str | None) -> HFEmbedClassifier:
     return HFEmbedClassifier(random_state=seed, class_weight=class_weight, **params)
-
-
-_SETTABLE = frozenset(inspect.signature(HFEmbedClassifier.__init__).parameters) - {"self", "random_state", "class_weight"}
-
-register_family(Family(
-    name="hf_embed", prior_cost_s=40.0, build=_build, input="code", extra_params=_SETTABLE, check_params=enc.check_params,
-    description="frozen pre-trained encoder embeddings (mean-pooled, cached) -> logistic regression or LightGBM",
-    default_space={
-        "head": {"type": "categorical", "choices": ["logreg", "lightgbm"]},
-        "C": {"type": "float", "low": 1e-3, "high": 10.0, "log": True},
-        "num_leaves": {"type": "int", "low": 15, "high": 63, "log": True},
-    },
-    defaults={"head": "logreg", "C": 1.0, "num_leaves": 31, "max_length": 256}))

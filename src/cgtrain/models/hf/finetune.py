@@ -15,7 +15,6 @@ its tokenizer) plus the head (`cgtrain_head.safetensors`, `cgtrain.json`);
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import os
 import shutil
@@ -29,7 +28,6 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from cgtrain.evaluate.metrics import METRICS, score
-from cgtrain.models.base import Family, register_family
 from cgtrain.models.hf import encoder as enc
 from cgtrain.models.hf.common import EncoderBacked, batched
 from cgtrain.models.hf.net import EncoderClassifier
@@ -241,22 +239,5 @@ def _replace_dir(new: Path, target: Path) -> None:
 
 
 # --- the family ------------------------------------------------------------------------------
-def _build(params: dict[str, Any], seed: int, class_weight: str | None) -> HFClassifier:
+def build(params: dict[str, Any], seed: int, class_weight: str | None) -> HFClassifier:
     return HFClassifier(random_state=seed, class_weight=class_weight, **params)
-
-
-_SETTABLE = frozenset(inspect.signature(HFClassifier.__init__).parameters) - {"self", "random_state", "class_weight"}
-
-register_family(Family(
-    name="hf_finetune", prior_cost_s=15.0, build=_build, input="code", extra_params=_SETTABLE, check_params=enc.check_params,
-    epoch_validation=True, saves_hf_dir=True,
-    description="fine-tune a local pre-trained encoder (default: packaged all-MiniLM-L6-v2) on raw code",
-    default_space={
-        "lr": {"type": "float", "low": 1e-5, "high": 1e-4, "log": True},
-        "layer_lr_decay": {"type": "float", "low": 0.7, "high": 1.0},
-        "warmup_frac": {"type": "float", "low": 0.0, "high": 0.2},
-        "freeze_layers": {"type": "int", "low": 0, "high": 3},
-        "max_length": {"type": "categorical", "choices": [128, 256]},
-    },
-    defaults={"lr": 5e-5, "layer_lr_decay": 0.9, "warmup_frac": 0.1, "freeze_layers": 0, "max_length": 256,
-              "epochs": 3, "batch_size": 16, "patience": 2}))

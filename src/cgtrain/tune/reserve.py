@@ -1,0 +1,171 @@
+"""Seconds the steps after an AutoML study will take, estimated from what the run itself measured.
+
+After the study come: ensemble selection (on stored out-of-fold predictions), the refit of the
+chosen trial(s) on all training rows, the test, and (`validation.final_fit: all`) one more fit on
+training + test rows; then the model file. The study keeps exactly that much of the budget.
+
+- Model fits: a trial's fold fit ran on `fold rows x fidelity` rows and took its (slowest) fold's
+  seconds; a fit on R rows is scaled by (R / those rows) ** b, where b (how a family's fit time grows
+  with rows) is fitted on the run's own trials of that family at two or more row counts (AutoML's
+  fidelity levels), else DEFAULT_EXPONENT. A tree family whose cost follows its columns (chi² top-k,
+  histogram bins) shows b well below 1.
+- Scaling probe: when a likely final model's family has no measured exponent and what the guess
+  may be off by is worth more than measuring it, that trial runs once more on a quarter of its
+  rows (a low-fidelity trial like any other) and the exponent is fitted from the two.
+- The final fit is planned only when it needs at most FINAL_SHARE of the budget (else the search
+  gets that time and the refit model is kept; the refit step decides with the time really left).
+- Featurising: the seconds per row the run's fold features cost (the n-gram count pass included),
+  times the rows a refit featurises (training rows fitted, test rows transformed).
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+import optuna
+
+DEFAULT_EXPONENT = 0.7  # until measured. Fold times carry a fixed part (the forked fit, the validation predict) that
+# a refit does not, so they grow below linearly with rows (measured on Juliet and tables: LightGBM 0.4-0.6, logreg
+# 0.5-0.8, SGD 0.9, naive Bayes and ridge <= 0.3); with SAFETY a truly linear family is then under-planned by ~10%
+MIN_EXPONENT, MAX_EXPONENT = 0.3, 1.3
+MIN_SPREAD = 1.8  # row counts at least this far apart (max / min) before an exponent is fitted
+SAFETY = 1.1
+FINAL_SAFETY, FINAL_EXTRA_S = 1.05, 2.0  # what flows.refit asks for before a final fit (+ saving the model);
+# the fit is scaled linearly in rows, above the measured growth of every family (0.6-0.9)
+FINAL_SHARE = 0.2  # a final fit is planned only when it needs at most this share of the budget
+ENSEMBLE_SELECT_S = 1.5  # choosing an ensemble on OOF predictions (plus a share of the budget; measured 0.1-2.1 s)
+ENSEMBLE_SHARE = 0.005
+PROBE_FIDELITY = 0.25  # a scaling probe's share of the fold rows
+PROBE_MIN_ROWS = 500
+PROBE_GAIN = 2.0  # ... run when what it may free is worth this many times its cost
+PROBE_WORTH = 0.05  # ... and this share of what the study has left
+PROBE_SHARE = 0.5  # ... and its cost is at most this share of what the study has left
+COUNT_SHARE = 0.5  # a refit's vectoriser fit costs about half the run's n-gram count pass (Juliet: 0.4-0.5)
+TAIL_S = 3.0  # writing the model, test predictions and records, the process exit (measured 1-5 s, busy machine)
+
+
+def final_fit_need(fit_s: float, n_train: int, n_all: int) -> float:
+    """Seconds the final fit on all `n_all` rows needs after a refit on `n_train` rows took `fit_s`:
+    the refit step starts it only when the budget has this much left (else it keeps the refit model)."""
+    return FINAL_SAFETY * fit_s * n_all / max(n_train, 1) + FINAL_EXTRA_S
+
+
+def _done(trials: Iterable[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs.get("fold_seconds")]
+
+
+def slowest_fold(trial: optuna.trial.FrozenTrial, n_folds: int) -> float:
+    folds = trial.user_attrs.get("fold_seconds") or []
+    return float(np.max(folds)) if folds else float(trial.user_attrs.get("fit_seconds") or 0) / max(n_folds, 1)
+
+
+def row_exponent(trials: Iterable[optuna.trial.FrozenTrial], family: str, fold_rows: float) -> float | None:
+    """How a family's fold seconds grow with its training rows (log-log slope over its trials), or None when
+    its trials ran at fewer than two row counts far enough apart."""
+    points: dict[float, list[float]] = {}
+    for t in _done(trials):
+        if t.user_attrs.get("family") == family:
+            rows = fold_rows * float(t.user_attrs.get("fidelity", 1.0))
+            points.setdefault(round(rows), []).append(float(np.median(t.user_attrs["fold_seconds"])))
+    rows = sorted(r for r in points if r > 0)
+    if len(rows) < 2 or rows[-1] / rows[0] < MIN_SPREAD:
+        return None
+    x = np.log(np.array(rows, dtype=float))
+    y = np.log(np.array([max(float(np.median(points[r])), 1e-3) for r in rows]))
+    slope = float(np.polyfit(x, y, 1)[0])
+    return float(np.clip(slope, MIN_EXPONENT, MAX_EXPONENT))
+
+
+class PostStudy:
+    """Estimates for the steps after the study, from the trials so far (see the module's docstring)."""
+
+    def __init__(self, prepared, final_fit: bool):
+        self.n_folds = len(prepared.folds)
+        self.fold_rows = float(np.median([len(tr) for tr, _ in prepared.folds]))
+        self.n_train, self.n_test = len(prepared.split.train), len(prepared.split.test)
+        self.final_fit = final_fit and self.n_test > 0
+        self.feat_per_row = 0.0  # seconds of featurising per training row (a fold's features incl. counting)
+        self.fold_feat: dict[str, float] = {}  # featurisation (trial attr "features") -> seconds per fold built
+        self.final_planned = False  # the last estimate planned a final fit
+        self.count_s = 0.0  # the n-gram count pass (a refit's vectoriser fit costs about COUNT_SHARE of it)
+        self.exponents: dict[str, float] = {}
+
+    def learn(self, trials: list[optuna.trial.FrozenTrial]) -> None:
+        families = {t.user_attrs.get("family") for t in _done(trials)}
+        self.exponents = {f: b for f in families if (b := row_exponent(trials, f, self.fold_rows)) is not None}
+        for t in trials:
+            self._features(t)
+
+    def _features(self, t: optuna.trial.FrozenTrial) -> None:
+        built = float(t.user_attrs.get("feat_seconds", 0.0) or 0.0)
+        if built <= 0:
+            return
+        counted = float(t.user_attrs.get("count_seconds", 0.0) or 0.0)  # one pass over every row, not per fold
+        self.count_s = max(self.count_s, counted)
+        key = str(t.user_attrs.get("features") or "")
+        self.fold_feat[key] = max(self.fold_feat.get(key, 0.0), (built - counted) / self.n_folds)
+        self.feat_per_row = max(self.feat_per_row, self._rate(self.fold_feat[key]))
+
+    def _rate(self, per_fold: float) -> float:
+        rows = max(self.n_train, 1)  # a fold featurises ~ all training rows (fits on its part, transforms the rest)
+        return (per_fold + COUNT_SHARE * self.count_s) / rows
+
+    def feat_rate(self, members: list[optuna.trial.FrozenTrial]) -> float:
+        """Seconds per row of featurising for these members: their own featurisations' costs (an explored, dearer
+        featurisation that none of them uses does not count), else the dearest seen."""
+        rates = [self._rate(self.fold_feat[k]) if (k := str(t.user_attrs.get("features") or "")) in self.fold_feat
+                 else self.feat_per_row for t in members]
+        return max(rates, default=self.feat_per_row)
+
+    def exponent(self, family: str) -> float:
+        return self.exponents.get(family, DEFAULT_EXPONENT)
+
+    def fit_seconds(self, trial: optuna.trial.FrozenTrial, rows: float) -> float:
+        """One fit of the trial's model on `rows` rows (featurising aside)."""
+        seen = self.fold_rows * max(float(trial.user_attrs.get("fidelity", 1.0)), 1e-3)
+        scale = (max(rows, 1.0) / max(seen, 1.0)) ** self.exponent(str(trial.user_attrs.get("family")))
+        return slowest_fold(trial, self.n_folds) * scale
+
+    def refit_seconds(self, members: list[optuna.trial.FrozenTrial], budget_s: float | None = None) -> float:
+        """Refit of these members on the training rows and their test, then the final fit when planned: for it
+        the time the refit step asks (`final_fit_need`), else it would be skipped. A final fit that would take
+        more than FINAL_SHARE of the budget is not planned: the search gets that time, the refit model is kept."""
+        rate = self.feat_rate(members)
+        fit = sum(self.fit_seconds(t, self.n_train) for t in members) + rate * self.n_train
+        seconds = SAFETY * (fit + rate * self.n_test)  # + the test rows featurised
+        self.final_planned = False
+        if self.final_fit:
+            final = final_fit_need(SAFETY * fit, self.n_train, self.n_train + self.n_test)
+            self.final_planned = budget_s is None or final <= FINAL_SHARE * budget_s
+            seconds += final if self.final_planned else 0.0
+        return seconds
+
+    def seconds(self, members: list[optuna.trial.FrozenTrial], ensemble: bool, budget_s: float) -> float:
+        select = ENSEMBLE_SELECT_S + ENSEMBLE_SHARE * budget_s if ensemble else 0.0
+        refit = self.refit_seconds(members, budget_s)
+        tail = max(1.0, TAIL_S - FINAL_EXTRA_S) if self.final_planned else TAIL_S  # the final fit's need holds 2 s
+        return refit + select + tail  # for writing the model already
+
+    def scaling_probe(self, members: list[optuna.trial.FrozenTrial], left_s: float,
+                      probed: set[str]) -> tuple[optuna.trial.FrozenTrial, float] | None:
+        """(trial, fidelity) to run again on fewer rows, so its family's exponent is measured; or None."""
+        rows = [self.n_train] + ([self.n_train + self.n_test] if self.final_fit else [])
+        for t in members:
+            family = str(t.user_attrs.get("family"))
+            if family in self.exponents or family in probed or float(t.user_attrs.get("fidelity", 1.0)) < 1.0:
+                continue
+            if self.fold_rows * PROBE_FIDELITY < PROBE_MIN_ROWS:
+                continue
+            fold = slowest_fold(t, self.n_folds)
+            guess = sum(fold * (r / self.fold_rows) ** DEFAULT_EXPONENT for r in rows)
+            low = sum(fold * (r / self.fold_rows) ** MIN_EXPONENT for r in rows)
+            high = sum(fold * (r / self.fold_rows) ** MAX_EXPONENT for r in rows)
+            cost = fold * self.n_folds * PROBE_FIDELITY ** DEFAULT_EXPONENT  # its folds on a quarter of the rows
+            gain = SAFETY * max(guess - low, high - guess)  # what the guess may be off by
+            if gain > max(PROBE_GAIN * cost, PROBE_WORTH * left_s) and cost <= PROBE_SHARE * left_s:
+                return t, PROBE_FIDELITY
+        return None
+
+    def record(self) -> dict:
+        return {"row_exponents": {f: round(b, 3) for f, b in self.exponents.items()},
+                "feat_ms_per_row": round(1000 * self.feat_per_row, 4)}

@@ -1,0 +1,105 @@
+"""The time kept after an AutoML study: estimated from the run's own trials; the clock runs from the process start."""
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import optuna
+import pytest
+
+from cgtrain.tune import budget as budgets
+from cgtrain.tune.reserve import COUNT_SHARE, DEFAULT_EXPONENT, SAFETY, PostStudy, final_fit_need, row_exponent
+
+FOLD_ROWS = 10_000
+
+
+def _trial(family: str, fidelity: float, fold_s: float, feat_s: float | None = None, count_s: float = 0.0):
+    attrs = {"family": family, "fidelity": fidelity, "fold_seconds": [fold_s, fold_s * 0.9]}
+    if feat_s is not None:
+        attrs.update(feat_seconds=feat_s, count_seconds=count_s)
+    return optuna.trial.create_trial(value=0.8, user_attrs=attrs)
+
+
+def _prepared(n_train: int = 2 * FOLD_ROWS, n_test: int = 5_000):
+    rows = np.arange(n_train)
+    folds = [(rows[rows % 2 == k], rows[rows % 2 != k]) for k in (0, 1)]
+    return SimpleNamespace(folds=folds, split=SimpleNamespace(train=rows, test=np.arange(n_test)))
+
+
+def test_a_family_whose_cost_follows_columns_is_measured_flat_a_linear_one_linear():
+    tree = [_trial("tree", f, 4.0 * f ** 0.4) for f in (0.1, 0.3, 1.0)]
+    linear = [_trial("lin", f, 2.0 * f) for f in (0.1, 1.0)]
+    assert row_exponent(tree + linear, "tree", FOLD_ROWS) == pytest.approx(0.4, abs=0.02)
+    assert row_exponent(tree + linear, "lin", FOLD_ROWS) == pytest.approx(1.0, abs=0.02)
+    assert row_exponent([_trial("one", 1.0, 3.0), _trial("one", 1.0, 3.5)], "one", FOLD_ROWS) is None
+
+
+def test_the_refit_estimate_scales_the_fold_by_the_measured_exponent_and_plans_the_final_fit():
+    post = PostStudy(_prepared(), final_fit=False)
+    best = _trial("tree", 1.0, 10.0)
+    post.learn([_trial("tree", 0.1, 10.0 * 0.1 ** 0.5), best])
+    # a refit on all 20k training rows of a 10k-row fold: x 2 ** 0.5, not x 2
+    assert post.refit_seconds([best]) == pytest.approx(SAFETY * 10.0 * 2 ** 0.5, rel=0.02)
+    final = PostStudy(_prepared(), final_fit=True)
+    final.learn([_trial("tree", 0.1, 10.0 * 0.1 ** 0.5), best])
+    refit = SAFETY * 10.0 * 2 ** 0.5  # then the final fit on 25k rows: what the refit step asks for it
+    assert final.refit_seconds([best]) == pytest.approx(refit + final_fit_need(refit, 20_000, 25_000), rel=0.02)
+
+
+def test_an_unmeasured_family_gets_the_default_exponent_and_a_dear_one_a_scaling_probe():
+    post = PostStudy(_prepared(), final_fit=True)
+    cheap, dear = _trial("lin", 1.0, 0.05), _trial("tree", 1.0, 30.0)
+    post.learn([cheap, dear])
+    assert post.exponent("tree") == DEFAULT_EXPONENT
+    assert post.scaling_probe([cheap], left_s=200.0, probed=set()) is None  # nothing worth measuring
+    trial, fidelity = post.scaling_probe([cheap, dear], left_s=200.0, probed=set())
+    assert trial is dear and fidelity < 0.5
+    assert post.scaling_probe([dear], left_s=200.0, probed={"tree"}) is None  # once per family
+    assert post.scaling_probe([dear], left_s=20.0, probed=set()) is None  # it would not fit
+    post.learn([cheap, dear, _trial("tree", fidelity, 30.0 * fidelity ** 0.5)])
+    assert post.exponent("tree") == pytest.approx(0.5, abs=0.02)
+    assert post.scaling_probe([dear], left_s=200.0, probed=set()) is None  # measured now
+
+
+def test_featurising_is_planned_per_row_from_the_folds_and_the_count_pass():
+    post = PostStudy(_prepared(n_train=20_000, n_test=5_000), final_fit=True)
+    member = _trial("lin", 1.0, 0.0, feat_s=6.0, count_s=2.0)  # 2 s counting, 2 s per fold
+    post.learn([member])
+    per_row = (2.0 + COUNT_SHARE * 2.0) / 20_000
+    assert post.feat_per_row == pytest.approx(per_row)
+    # refit: 25k rows featurised (train fitted, test transformed), then the final fit's share
+    fit = SAFETY * per_row * 20_000
+    assert post.refit_seconds([member]) == pytest.approx(fit * 1.25 + final_fit_need(fit, 20_000, 25_000), rel=0.01)
+
+
+def test_the_budget_clock_runs_from_the_anchored_process_start(monkeypatch):
+    monkeypatch.setitem(budgets._ANCHOR, "started", None)
+    started = budgets.process_started()
+    assert started is not None and started <= time.time()
+    later = time.time()
+    assert budgets.run_started(later) == later  # no anchor: from when the run began
+    budgets.start_clock_at(later - 20.0)
+    req = SimpleNamespace(hpo=SimpleNamespace(budget_s=60.0, trial_timeout_s=None))
+    budget = budgets.Budget.of(req, later)
+    assert budget.started == later - 20.0 and budget.left() == pytest.approx(40.0, abs=1.0)
+    budgets.start_clock_at(time.time() + 3600)  # an anchor in the future is ignored
+    assert budgets.run_started(later) == later
+
+
+def test_a_final_fit_dearer_than_its_share_of_the_budget_is_not_planned():
+    best = _trial("tree", 1.0, 10.0)
+    post, without = PostStudy(_prepared(), final_fit=True), PostStudy(_prepared(), final_fit=False)
+    post.learn([best])
+    without.learn([best])
+    assert post.refit_seconds([best], budget_s=1000.0) == post.refit_seconds([best]) > without.refit_seconds([best])
+    assert post.refit_seconds([best], budget_s=60.0) == without.refit_seconds([best])
+
+
+def test_an_explored_dearer_featurisation_the_members_do_not_use_is_not_planned():
+    post = PostStudy(_prepared(n_train=20_000, n_test=5_000), final_fit=False)
+    used = _trial("lin", 1.0, 0.0, feat_s=2.0)
+    used.user_attrs["features"] = '{"ngram_max": 3}'
+    explored = _trial("lin", 1.0, 0.0, feat_s=20.0)
+    explored.user_attrs["features"] = '{"ngram_max": 4}'
+    post.learn([used, explored])
+    assert post.refit_seconds([used]) == pytest.approx(SAFETY * 1.0 * 25_000 / 20_000, rel=0.01)
+    assert post.refit_seconds([explored]) == pytest.approx(SAFETY * 10.0 * 25_000 / 20_000, rel=0.01)
