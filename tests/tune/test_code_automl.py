@@ -24,10 +24,12 @@ def test_code_automl_starts_from_the_named_baseline_and_searches_features(tmp_pa
     assert first.user_attrs["family"] == "logreg" and first.user_attrs["baseline"].startswith("baseline")
     assert json.loads(first.user_attrs["params"]) == {"C": 10.0, "class_weight": "balanced", "solver": "lbfgs"}
     assert json.loads(first.user_attrs["features"])["split_names"] is False
-    assert first.user_attrs["fidelity"] == 1.0 and "feat_seconds" in first.user_attrs
-    # the probes that follow reuse the baseline's featurisation: built once, cached
+    assert first.user_attrs["fidelity"] == 1.0
     second = study.trials[1]
-    assert second.user_attrs["features"] == first.user_attrs["features"] and "feat_seconds" not in second.user_attrs
+    assert second.user_attrs["features"] == first.user_attrs["features"]
+    if first.state == optuna.trial.TrialState.COMPLETE:  # (a machine busy enough stops it at its time limit)
+        # the probes that follow reuse the baseline's featurisation: built once, cached
+        assert "feat_seconds" in first.user_attrs and "feat_seconds" not in second.user_attrs
     assert second.user_attrs["family"] in ("sgd", "complement_nb")  # the cheap linear probes come next
     board = pd.read_csv(tmp_path / "run/leaderboard.csv")
     assert "baseline: tfidf + logreg" in board["name"].fillna("").tolist() and "features" in board.columns

@@ -210,7 +210,8 @@ def build_request(data: Path, budget_s: float, metric: str | None = None, task: 
         "validation": {"folds": LARGE_CODE_FOLDS if not tabular and len(frame) >= LARGE_CODE_ROWS else AUTOML_FOLDS,
                        **({"metric": metric} if metric else {}),
                        **({} if tabular else {"final_fit": "all"})},
-        "qa": {"enabled": qa},
+        # binary F1: the served decision threshold is the one that maximises out-of-fold F1 (qa/decision.py)
+        "qa": {"enabled": qa, **({"threshold": "max_f1"} if task == "binary" and (metric or "f1") == "f1" else {})},
     }
     request = apply_overrides(request, overrides or [])
     if not request["candidates"]:

@@ -32,6 +32,7 @@ from cgtrain.tune.budget import Budget, run_started
 from cgtrain.tune.evaluator import make_evaluator
 from cgtrain.tune.hooks import TrialHooks
 from cgtrain.tune.space import grid_configs
+from cgtrain.qa.decision import tune_threshold, wants_threshold
 from cgtrain.quiet import optuna_quiet
 
 
@@ -65,6 +66,8 @@ def _train(request: TrainingRequest, run_dir: Path, resume: bool, say: Callable[
     budget_s = getattr(request.hpo, "budget_s", None)
     metrics = refit_and_test(request, run_dir, prepared, best, say, ensemble=(study, ensemble) if ensemble else None,
                              time_left=(lambda: budget_s - (time.time() - started)) if budget_s else None)
+    if wants_threshold(request, prepared):  # AutoML on binary F1: the served threshold is chosen out of fold
+        metrics = tune_threshold(request, run_dir, prepared, say)
     atomic_write_json(run_dir / rundir.RUN, {"status": "finished", "seconds": round(time.time() - started, 1),
                                              "trials": len(board)})
     # calibration, audit, explanations, resources, report.html (classification); never fails the run

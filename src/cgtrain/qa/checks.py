@@ -153,12 +153,10 @@ def oof_predictions(request, run_dir: Path, prepared) -> tuple[np.ndarray, np.nd
     if prepared is None:
         with tempfile.TemporaryDirectory() as tmp:
             prepared = prepare(request, Path(tmp), say=lambda _m: None)
+    stored = stored_oof_predictions(run_dir, prepared)
+    if stored is not None:
+        return stored
     best = json.loads((run_dir / rundir.METRICS).read_text(encoding="utf-8"))["best"]
-    stored = _stored_oof(run_dir, best.get("trial"))  # kept by the study for every full-fidelity trial
-    if stored is not None and len(stored) == len(prepared.folds) and \
-            all(len(p) == len(va) for p, (_, va) in zip(stored, prepared.folds)):
-        return (np.concatenate([prepared.y[va] for _, va in prepared.folds]),
-                np.concatenate([np.asarray(p)[:, 1] for p in stored]))
     cache, kind = FoldCache(request, prepared), FAMILIES.get(best["family"]).input
     ys, ps = [], []
     for k in range(len(prepared.folds)):
@@ -167,6 +165,17 @@ def oof_predictions(request, run_dir: Path, prepared) -> tuple[np.ndarray, np.nd
         ys.append(y_va)
         ps.append(full_proba(model, X_va, prepared.n_classes)[:, 1])
     return np.concatenate(ys), np.concatenate(ps)
+
+
+def stored_oof_predictions(run_dir: Path, prepared) -> tuple[np.ndarray, np.ndarray] | None:
+    """(y, P(flawed)) out of fold for the chosen trial as the study kept them; None when it kept none."""
+    best = json.loads((Path(run_dir) / rundir.METRICS).read_text(encoding="utf-8"))["best"]
+    stored = _stored_oof(Path(run_dir), best.get("trial"))  # kept by the study for every full-fidelity trial
+    if stored is None or len(stored) != len(prepared.folds) or \
+            any(len(p) != len(va) for p, (_, va) in zip(stored, prepared.folds)):
+        return None
+    return (np.concatenate([prepared.y[va] for _, va in prepared.folds]),
+            np.concatenate([np.asarray(p)[:, 1] for p in stored]))
 
 
 def _stored_oof(run_dir: Path, trial: int | None):
