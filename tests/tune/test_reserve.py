@@ -103,3 +103,16 @@ def test_an_explored_dearer_featurisation_the_members_do_not_use_is_not_planned(
     post.learn([used, explored])
     assert post.refit_seconds([used]) == pytest.approx(SAFETY * 1.0 * 25_000 / 20_000, rel=0.01)
     assert post.refit_seconds([explored]) == pytest.approx(SAFETY * 10.0 * 25_000 / 20_000, rel=0.01)
+
+
+def test_only_the_cgtrain_process_itself_counts_from_its_start(monkeypatch):
+    """A test runner or a library caller running the command in process started long before the run: its
+    budgets count from the run's start, and nothing leaks to the runs after it."""
+    monkeypatch.setitem(budgets._ANCHOR, "started", None)
+    monkeypatch.setattr(budgets.sys, "argv", ["/usr/bin/pytest", "-q"])
+    with budgets.counting_from_process_start():
+        assert budgets._ANCHOR["started"] is None
+    monkeypatch.setattr(budgets.sys, "argv", ["/venv/bin/cgtrain", "automl"])
+    with budgets.counting_from_process_start():
+        assert budgets._ANCHOR["started"] == pytest.approx(budgets.process_started(), abs=0.1)
+    assert budgets._ANCHOR["started"] is None  # restored: the next run in this process starts its own clock

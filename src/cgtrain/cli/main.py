@@ -214,9 +214,15 @@ def automl(data: Path = typer.Argument(..., help="dataset: JSONL/CSV/Parquet fil
            quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
            ) -> None:
     """AutoML: search every family within a time budget; the best model or ensemble goes to --run-dir."""
-    from cgtrain.tune.budget import count_from_process_start
+    from cgtrain.tune.budget import counting_from_process_start
 
-    count_from_process_start()  # the budget covers the whole process: start-up and loading included
+    with counting_from_process_start():  # the budget covers the whole process: start-up and loading included
+        _automl(data, overrides, budget, metric, task, seed, qa, label, families, track, run_dir, resume, as_json,
+                quiet)
+
+
+def _automl(data, overrides, budget, metric, task, seed, qa, label, families, track, run_dir, resume, as_json,
+            quiet) -> None:
     from cgtrain.flows.supervised import train as train_run
     from cgtrain.flows.automl_request import build_request
 

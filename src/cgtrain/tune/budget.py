@@ -12,8 +12,12 @@ process start (`start_clock_at`), so the budget covers start-up, loading and fea
 from __future__ import annotations
 
 import os
+import sys
 import time
+from contextlib import contextmanager
+from pathlib import Path
 from dataclasses import dataclass, field
+from typing import Iterator
 
 from cgtrain.request import TrainingRequest
 
@@ -45,9 +49,19 @@ def start_clock_at(started: float | None) -> None:
     _ANCHOR["started"] = started
 
 
-def count_from_process_start() -> None:
-    """Budgets of this process count from its start (a command-line run: start-up and loading included)."""
-    start_clock_at(process_started())
+@contextmanager
+def counting_from_process_start() -> Iterator[None]:
+    """Within: budgets count from this process's start (start-up and loading included) when the process is
+    the `cgtrain` command itself. Another process (a library caller, a test runner running the command in
+    process) started long before the run: its budgets count from when each run began. Restored after."""
+    entry = sys.argv[0] if sys.argv else ""
+    own = Path(entry).name == "cgtrain" or entry.endswith(os.path.join("cgtrain", "__main__.py"))
+    before = _ANCHOR["started"]
+    _ANCHOR["started"] = process_started() if own else None
+    try:
+        yield
+    finally:
+        _ANCHOR["started"] = before
 
 
 def run_started(started: float | None) -> float:
