@@ -11,7 +11,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from cgtrain.cli.errors import user_errors
-from cgtrain.cli.output import VERBOSE, err, fmt, human_and_say, out, print_results, print_summary, study_progress
+from cgtrain.cli.output import (VERBOSE, err, fmt, human_and_say, out, print_results, print_summary, study_progress,
+                                 test_table)
 from cgtrain.cli.models import models_app
 from cgtrain.cli.pretrain import register as register_pretrain_command
 from cgtrain.cli.qa import profiling
@@ -185,12 +186,7 @@ def metrics(run_dir: Path = typer.Argument(..., help="a finished run directory")
     best = m.get("best", {})
     out.print(f"best trial {best.get('trial')} ({best.get('family')}), CV {m.get('cv', {}).get('metric', '')} "
               f"{fmt(m.get('cv', {}).get('mean'))}", highlight=False, markup=False)
-    base_key = next((k for k in ("baseline_majority", "baseline_mean", "baseline_random") if k in m), None)
-    table = Table("metric", "test", *([base_key.replace("baseline_", "") + " baseline"] if base_key else []),
-                  title=f"held-out test ({m.get('n_test')} rows)")
-    for name, value in (m.get("test") or {}).items():
-        table.add_row(name, fmt(value), *([fmt((m.get(base_key) or {}).get(name))] if base_key else []))
-    out.print(table)
+    out.print(test_table(m))
 
 
 @app.command()

@@ -80,14 +80,19 @@ def print_results(result, console: Console | None = None) -> None:
                       d["state"])
     console.print(table)
     m = result.metrics
+    console.print(test_table(m))
+    console.print(f"model: {result.run_dir / rundir.MODEL_FILE}  ({m['best']['family']}, trial {m['best']['trial']})")
+
+
+def test_table(m: dict) -> Table:
+    """The held-out test metrics of a run's metrics.json next to its baseline's."""
     base_key = next((k for k in ("baseline_majority", "baseline_mean", "baseline_random") if k in m), None)
     base = m.get(base_key) or {}
-    test = Table("metric", "test", *([base_key.replace("baseline_", "") + " baseline"] if base_key else []),
-                 title=f"held-out test ({m['n_test']} rows)")
-    for name, value in m["test"].items():
-        test.add_row(name, fmt(value), *([fmt(base.get(name))] if base_key else []))
-    console.print(test)
-    console.print(f"model: {result.run_dir / rundir.MODEL_FILE}  ({m['best']['family']}, trial {m['best']['trial']})")
+    table = Table("metric", "test", *([base_key.replace("baseline_", "") + " baseline"] if base_key else []),
+                  title=f"held-out test ({m.get('n_test')} rows)")
+    for name, value in (m.get("test") or {}).items():
+        table.add_row(name, fmt(value), *([fmt(base.get(name))] if base_key else []))
+    return table
 
 
 def fmt(value) -> str:

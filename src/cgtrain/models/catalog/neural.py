@@ -24,46 +24,29 @@ _TRAINING_DEFAULTS = {"lr": 1e-3, "batch_size": 32, "weight_decay": 0.01, "dropo
                       "schedule": "warmup_cosine", "epochs": 10, "patience": 3, "max_len": 400,
                       "loss": "ce", "max_grad_norm": 1.0}
 
-register_family(Family(
-    requires=TORCH, extra="torch",
-    extra_params=_SETTABLE, epoch_validation=True, name="textcnn", prior_cost_s=10.0,
-    build=Lazy("cgtrain.models.neural:build_textcnn"), input="tokens",
-    description="TextCNN (kernels 2/3/5, masked max-pool) over code tokens",
-    default_space={**_TRAINING_SPACE,
-                   "embed_dim": {"type": "categorical", "choices": [64, 128]},
-                   "width": {"type": "int", "low": 32, "high": 256, "log": True}},
-    defaults={**_TRAINING_DEFAULTS, "embed_dim": 64, "width": 128}))
 
-register_family(Family(
-    requires=TORCH, extra="torch",
-    extra_params=_SETTABLE, epoch_validation=True, name="bigru", prior_cost_s=25.0,
-    build=Lazy("cgtrain.models.neural:build_bigru"), input="tokens",
-    description="bidirectional GRU over code tokens",
-    default_space={**_TRAINING_SPACE,
-                   "embed_dim": {"type": "categorical", "choices": [64, 128]},
-                   "width": {"type": "int", "low": 32, "high": 128, "log": True},
-                   "depth": {"type": "int", "low": 1, "high": 2}},
-    defaults={**_TRAINING_DEFAULTS, "embed_dim": 64, "width": 64, "depth": 1}))
+def _net(name: str, net_input: str, prior_cost_s: float, description: str, space: dict, defaults: dict) -> None:
+    """A NeuralClassifier family: the shared training space and defaults, per-epoch validation, the torch extra."""
+    register_family(Family(
+        name=name, build=Lazy(f"cgtrain.models.neural:build_{name}"), input=net_input, prior_cost_s=prior_cost_s,
+        requires=TORCH, extra="torch", extra_params=_SETTABLE, epoch_validation=True, description=description,
+        default_space={**_TRAINING_SPACE, **space}, defaults={**_TRAINING_DEFAULTS, **defaults}))
 
-register_family(Family(
-    requires=TORCH, extra="torch",
-    extra_params=_SETTABLE, epoch_validation=True, name="transformer", prior_cost_s=25.0,
-    build=Lazy("cgtrain.models.neural:build_transformer"), input="tokens",
-    description="small pre-norm Transformer encoder over code tokens",
-    default_space={**_TRAINING_SPACE,
-                   "embed_dim": {"type": "categorical", "choices": [64, 128]},
-                   "heads": {"type": "categorical", "choices": [2, 4]},
-                   "depth": {"type": "int", "low": 1, "high": 3},
-                   "width": {"type": "categorical", "choices": [128, 256]}},
-    defaults={**_TRAINING_DEFAULTS, "embed_dim": 64, "heads": 4, "depth": 2, "width": 128, "max_len": 256}))
 
-register_family(Family(
-    requires=TORCH, extra="torch",
-    extra_params=_SETTABLE, epoch_validation=True, name="mlp", prior_cost_s=4.0,
-    build=Lazy("cgtrain.models.neural:build_mlp"), input="features",
-    description="MLP over the sparse code-feature matrix",
-    default_space={**_TRAINING_SPACE,
-                   "lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
-                   "width": {"type": "int", "low": 64, "high": 512, "log": True},
-                   "depth": {"type": "int", "low": 1, "high": 3}},
-    defaults={**_TRAINING_DEFAULTS, "width": 256, "depth": 1, "bucket": False}))
+_EMBED = {"embed_dim": {"type": "categorical", "choices": [64, 128]}}
+
+_net("textcnn", "tokens", 10.0, "TextCNN (kernels 2/3/5, masked max-pool) over code tokens",
+     {**_EMBED, "width": {"type": "int", "low": 32, "high": 256, "log": True}},
+     {"embed_dim": 64, "width": 128})
+_net("bigru", "tokens", 25.0, "bidirectional GRU over code tokens",
+     {**_EMBED, "width": {"type": "int", "low": 32, "high": 128, "log": True},
+      "depth": {"type": "int", "low": 1, "high": 2}},
+     {"embed_dim": 64, "width": 64, "depth": 1})
+_net("transformer", "tokens", 25.0, "small pre-norm Transformer encoder over code tokens",
+     {**_EMBED, "heads": {"type": "categorical", "choices": [2, 4]}, "depth": {"type": "int", "low": 1, "high": 3},
+      "width": {"type": "categorical", "choices": [128, 256]}},
+     {"embed_dim": 64, "heads": 4, "depth": 2, "width": 128, "max_len": 256})
+_net("mlp", "features", 4.0, "MLP over the sparse code-feature matrix",
+     {"lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+      "width": {"type": "int", "low": 64, "high": 512, "log": True}, "depth": {"type": "int", "low": 1, "high": 3}},
+     {"width": 256, "depth": 1, "bucket": False})
