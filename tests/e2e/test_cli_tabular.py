@@ -135,3 +135,31 @@ def test_clustering_table_rows_writes_cluster_ids_and_scores_them_against_labels
     assert len(clusters) == 150 and {r["cluster"] for r in clusters} <= set(range(4))
     rows = [json.loads(line) for line in cgtrain("predict", "--run", run, data, check=True).stdout.splitlines()]
     assert [r["cluster"] for r in rows] == [r["cluster"] for r in clusters]
+
+
+def test_an_ensemble_over_table_columns_predicts_through_the_cli(tmp_path):
+    """A kept ensemble over table features (ridge + LightGBM, each sees what the other misses) is served by
+    `cgtrain predict` on the table's rows, as its test predictions were made (it used to fail: the served
+    model's table featurizer sat inside the ensemble)."""
+    rng = np.random.default_rng(0)
+    n = 600
+    frame = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n), "c": rng.choice(["x", "y", "z"], n)})
+    frame["label"] = 2 * frame["a"] + 3 * (frame["b"] > 0.5) + (frame["c"] == "x") + rng.normal(scale=0.3, size=n)
+    frame.insert(0, "id", [f"r{i}" for i in range(n)])
+    data = tmp_path / "t.csv"
+    frame.to_csv(data, index=False)
+    req = request_file(tmp_path, task="regression",
+                       dataset={"path": str(data), "code_column": None, "numeric_columns": ["a", "b"],
+                                "categorical_columns": ["c"], "group_column": None},
+                       candidates=[{"family": "ridge", "space": {}, "params": {"alpha": 1.0}},
+                                   {"family": "lightgbm", "space": {},
+                                    "params": {"n_estimators": 50, "num_leaves": 4, "n_jobs": 1}}],
+                       hpo={"sampler": "grid", "n_trials": 2, "ensemble": "voting"}, validation={"folds": 3})
+    cgtrain("train", req, "--run-dir", tmp_path / "run", "--no-track", check=True)
+    run = tmp_path / "run"
+    assert json.loads((run / "ensemble.json").read_text())["kept"] is True
+    assert json.loads((run / "metrics.json").read_text())["best"]["family"] == "ensemble"
+    served = {r["id"]: r["value"] for r in map(json.loads, cgtrain("predict", "--run", run, data,
+                                                                   check=True).stdout.splitlines())}
+    tested = read_jsonl(run / "test_predictions.jsonl")
+    assert len(served) == n and all(abs(served[r["id"]] - r["y_pred"]) < 1e-6 for r in tested)

@@ -145,3 +145,31 @@ def test_cli_label_option_names_a_missing_target_in_one_line(tmp_path):
                                    "--run-dir", str(tmp_path / "run")])
     assert out.exit_code == 2 and "Traceback" not in out.output
     assert "--label: column 'tierr'" in out.output and "did you mean 'tier'" in out.output
+
+
+def test_automl_on_a_table_searches_table_spaces_and_starts_from_lightgbm_as_shipped(tmp_path):
+    """On a table, tree families search spaces for few columns (every column per LightGBM tree may be drawn;
+    the code-text space drew 10-50%), the anytime baseline is LightGBM's own defaults, and a small table
+    gets 5 CV folds (3 for a tiny one)."""
+    from types import SimpleNamespace
+
+    from cgtrain.tune.defaults import baseline_trial
+    from cgtrain.tune.study import candidate_spaces
+
+    rng = np.random.default_rng(0)
+
+    def table(n):
+        path = tmp_path / f"t{n}.csv"
+        pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n), "label": rng.integers(0, 2, n)}).to_csv(
+            path, index=False)
+        return path
+
+    req = build_request(table(600), 30, families=["lightgbm", "random_forest", "logreg"])
+    spaces = candidate_spaces(req)
+    assert spaces["lightgbm"]["colsample_bytree"].high == 1.0 and 1.0 in spaces["random_forest"]["max_features"].choices
+    assert req.validation.folds == 5 and build_request(table(60), 30).validation.folds == 3
+    assert build_request(table(6000), 30).validation.folds == 3
+    prepared = SimpleNamespace(dataset=SimpleNamespace(table=object()), use_code=False)
+    family, params, _features, name = baseline_trial(req, prepared, spaces, {})
+    assert family == "lightgbm" and name == "baseline: lightgbm defaults"
+    assert params["lightgbm.colsample_bytree"] == 1.0 and params["lightgbm.n_estimators"] == 100

@@ -68,3 +68,33 @@ def test_the_shipped_task_examples_are_valid():
     diabetes = load_request("examples/tabular-diabetes.yaml")
     assert diabetes.task == "regression" and diabetes.dataset.code_column is None
     assert load_request("examples/anomaly.yaml").validation.metric == "precision_at_k"
+
+
+def test_a_plain_table_keeps_repeated_feature_vectors_in_its_evaluation_unless_asked(tmp_path):
+    """A table whose rows often share feature values (a panel, few levels): the test split and the CV
+    validation folds keep ~their share of rows by default; `validation.dedup: rows` drops the repeats."""
+    import numpy as np
+    import pandas as pd
+
+    from cgtrain.core.prepared import prepare
+    from cgtrain.request import TrainingRequest
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.integers(0, 3, 600), "c": rng.choice(["a", "b"], 600)})
+    frame["label"] = frame["x"] * 2.0 + rng.normal(size=600)
+    frame.to_csv(tmp_path / "t.csv", index=False)
+
+    def prepared(**validation):
+        req = TrainingRequest.model_validate({
+            "task": "regression", "validation": {"folds": 3, "test_fraction": 0.2, **validation},
+            "dataset": {"path": str(tmp_path / "t.csv"), "code_column": None, "numeric_columns": ["x"],
+                        "categorical_columns": ["c"]}})
+        return prepare(req, tmp_path, say=lambda m: None)
+
+    kept = prepared()
+    assert 100 <= len(kept.split.test) <= 140 and kept.split.dropped_exact == 0
+    assert kept.dropped_val_duplicates == 0 and sum(len(va) for _, va in kept.folds) == len(kept.split.train)
+    from cgtrain.errors import SplitError
+
+    with pytest.raises(SplitError, match="validation.dedup=none"):  # 6 distinct feature vectors, all in training
+        prepared(dedup="rows")

@@ -52,6 +52,15 @@ def test_complementary_members_make_an_ensemble_that_is_kept(tmp_path):
     record = json.loads((tmp_path / "ensemble.json").read_text())
     assert choice is not None and record["kept"] is True
     assert choice.cv_mean > record["best_single"]["cv_mean"] and sorted(choice.trials) == [0, 1]
+    # its own cross-fitted out-of-fold predictions are kept (a served threshold is chosen on them), and they
+    # are the predictions its CV score was computed on
+    from cgtrain.evaluate.metrics import score
+    from cgtrain.tune.hooks import load_oof
+
+    oof = load_oof(tmp_path, "ensemble")
+    assert [len(p) for p in oof] == [len(va) for _, va in FOLDS]
+    assert np.isclose(np.mean([score("f1", Y[va], p) for (_, va), p in zip(FOLDS, oof)]),
+                      record["chosen"]["cv_mean"])
 
 
 def test_an_ensemble_that_does_not_beat_the_best_single_trial_is_dropped(tmp_path):
@@ -62,6 +71,7 @@ def test_an_ensemble_that_does_not_beat_the_best_single_trial_is_dropped(tmp_pat
     choice = choose_ensemble(req, tmp_path, _prepared(), study, say=lambda m: None)
     record = json.loads((tmp_path / "ensemble.json").read_text())
     assert choice is None and record["kept"] is False and record["reason"].startswith("dropped")
+    assert not (tmp_path / "oof" / "ensemble.npz").exists()
     assert not beats(record["candidates"][0]["cv_mean"], record["best_single"]["cv_mean"], "f1")
 
 

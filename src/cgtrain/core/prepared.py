@@ -93,10 +93,13 @@ def prepare(request: TrainingRequest, run_dir: Path, say: Callable[[str], None])
                              request.features.string_words) if use_code else codes
     y = ds.frame["label"].to_numpy(dtype=float if request.task == "regression" else int)
     groups = ds.frame["group"].to_numpy()
-    doc_digests = digests(row_texts(docs, ds.table))
+    dedup = request.validation.dedup
+    if dedup == "rows" or (dedup == "auto" and use_code):
+        code_digests, doc_digests = digests(row_texts(codes, ds.table)), digests(row_texts(docs, ds.table))
+    else:  # no de-duplication: a distinct key per row, so no evaluation row "repeats" a training row
+        code_digests = doc_digests = np.arange(len(y)).astype(str)
     check_sizes(len(y), len(np.unique(groups)), request.validation.test_fraction, request.validation.folds)
-    split = holdout_split(y, groups, digests(row_texts(codes, ds.table)), doc_digests,
-                          request.validation.test_fraction, request.seed)
+    split = holdout_split(y, groups, code_digests, doc_digests, request.validation.test_fraction, request.seed)
     folds, dropped = [], 0
     for tr, va in group_kfold(y[split.train], groups[split.train], request.validation.folds, request.seed):
         tr, va = split.train[tr], split.train[va]

@@ -94,7 +94,8 @@ def holdout_split(y, groups, code_digests, doc_digests, test_fraction: float, se
     if len(keep) == 0:
         raise SplitError(f"the held-out test split is empty: all {len(test)} of its rows repeat code of the training "
                          f"rows ({int(exact.sum())} exactly, {int(normalised.sum())} up to names and formatting); "
-                         f"the dataset needs distinct code per group (check dataset.code_column and the data)")
+                         f"the dataset needs distinct code per group (check dataset.code_column and the data), or "
+                         f"validation.dedup=none keeps repeated rows in the evaluation")
     return HoldoutSplit(np.sort(train), np.sort(keep), int(exact.sum()), int(normalised.sum()))
 
 

@@ -20,6 +20,9 @@ from cgtrain.request import RequestError, TrainingRequest, apply_overrides, pars
 
 SAMPLE_ROWS = 20_000  # rows read to infer the task and the columns
 AUTOML_FOLDS = 3
+# A small table is cross-validated with 5 folds: its fits take a fraction of a second, and with 3 folds of a few
+# dozen rows each the choice between families that differ by one row is noise (under 100 rows: 3 folds).
+SMALL_TABLE_ROWS, SMALL_TABLE_FOLDS = 5_000, 5
 ID_LIKE = ("id", "group")
 
 
@@ -176,11 +179,46 @@ def code_candidate(family: str) -> dict[str, Any]:
     return cand
 
 
+# Tables have few columns and rows of every size: the code-text spaces (a few % of a wide sparse matrix per tree,
+# sqrt of the columns per split) would starve a tree of a 9-column table. These replace them on tables.
+TABLE_SPACES: dict[str, dict[str, Any]] = {
+    "lightgbm": {
+        "n_estimators": {"type": "int", "low": 50, "high": 600, "step": 50},
+        "learning_rate": {"type": "float", "low": 0.01, "high": 0.3, "log": True},
+        "num_leaves": {"type": "int", "low": 4, "high": 127, "log": True},
+        "min_child_samples": {"type": "int", "low": 2, "high": 100, "log": True},
+        "colsample_bytree": {"type": "float", "low": 0.4, "high": 1.0},
+        "reg_lambda": {"type": "float", "low": 1e-3, "high": 10.0, "log": True},
+    },
+    "random_forest": {
+        "n_estimators": {"type": "int", "low": 100, "high": 400, "step": 100},
+        "max_depth": {"type": "categorical", "choices": [None, 10, 20]},
+        "min_samples_leaf": {"type": "int", "low": 1, "high": 10, "log": True},
+        "max_features": {"type": "categorical", "choices": ["sqrt", 0.5, 1.0]},
+    },
+}
+
+
+def table_candidate(family: str) -> dict[str, Any]:
+    """A table candidate: one thread, and the table space where the family has one."""
+    cand = single_threaded(family)
+    if family in TABLE_SPACES:
+        cand["space"] = TABLE_SPACES[family]
+    return cand
+
+
 def single_threaded(family: str) -> dict[str, Any]:
     """A candidate entry; families with a thread count get one thread: many short trials on a small or shared
     machine lose far more to OpenMP threads waiting on each other than they gain (LightGBM: 20x on 2 busy cores)."""
     params = {"n_jobs": 1} if "n_jobs" in FAMILIES.get(family).param_names() else {}
     return {"family": family, **({"params": params} if params else {})}
+
+
+def automl_folds(tabular: bool, rows_seen: int) -> int:
+    """CV folds: 2 on large code sets (full-fidelity tree trials fit the budget), 5 on small tables, else 3."""
+    if not tabular:
+        return LARGE_CODE_FOLDS if rows_seen >= LARGE_CODE_ROWS else AUTOML_FOLDS
+    return SMALL_TABLE_FOLDS if 100 <= rows_seen < SMALL_TABLE_ROWS else AUTOML_FOLDS  # a tiny one keeps 3
 
 
 def build_request(data: Path, budget_s: float, metric: str | None = None, task: str | None = None,
@@ -204,10 +242,10 @@ def build_request(data: Path, budget_s: float, metric: str | None = None, task: 
         **({} if tabular else {"features": {"space": CODE_FEATURE_SPACE, "ngram_max": 3, "min_df": 3,
                                             "max_features": None, "split_names": False, "string_words": True,
                                             "metrics": False}}),
-        "candidates": [(single_threaded if tabular else code_candidate)(f) for f in families_for(task, tabular, families)],
+        "candidates": [(table_candidate if tabular else code_candidate)(f) for f in families_for(task, tabular, families)],
         "hpo": {"sampler": "tpe", "n_trials": 100_000, "budget_s": float(budget_s), "ensemble": "auto",
                 "warm_start": True},
-        "validation": {"folds": LARGE_CODE_FOLDS if not tabular and len(frame) >= LARGE_CODE_ROWS else AUTOML_FOLDS,
+        "validation": {"folds": automl_folds(tabular, len(frame)),
                        **({"metric": metric} if metric else {}),
                        **({} if tabular else {"final_fit": "all"})},
         # binary F1: the served decision threshold is the one that maximises out-of-fold F1 (qa/decision.py)

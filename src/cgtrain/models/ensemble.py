@@ -85,6 +85,7 @@ class EnsembleChoice:
     weights: list[float]  # voting weights (stacking: equal, informational)
     fold_scores: list[float]
     meta: Any = None  # fitted meta model (stacking)
+    oof: list[np.ndarray] | None = None  # per CV fold, the ensemble's predictions as scored (cross-fitted)
 
     @property
     def cv_mean(self) -> float:
@@ -93,30 +94,31 @@ class EnsembleChoice:
 
 def score_voting(oofs: list[list[np.ndarray]], y_folds: list[np.ndarray], metric: str) -> EnsembleChoice | None:
     k = len(y_folds)
-    fold_scores = []
+    fold_scores, fold_preds = [], []
     for j in range(k):
         rest = [i for i in range(k) if i != j]
         w = greedy_weights([_cat(o, rest) for o in oofs], _cat(y_folds, rest), metric)
-        fold_scores.append(score(metric, y_folds[j], blend([o[j] for o in oofs], w)))
+        fold_preds.append(blend([o[j] for o in oofs], w))
+        fold_scores.append(score(metric, y_folds[j], fold_preds[-1]))
     w = greedy_weights([_cat(o, list(range(k))) for o in oofs], _cat(y_folds, list(range(k))), metric)
-    return EnsembleChoice("voting", [], [float(x) for x in w], fold_scores)
+    return EnsembleChoice("voting", [], [float(x) for x in w], fold_scores, oof=fold_preds)
 
 
 def score_stacking(oofs: list[list[np.ndarray]], y_folds: list[np.ndarray], metric: str, n_classes: int,
                    regression: bool, seed: int) -> EnsembleChoice | None:
     k = len(y_folds)
-    fold_scores = []
+    fold_scores, fold_preds = [], []
     for j in range(k):
         rest = [i for i in range(k) if i != j]
         y_rest = _cat(y_folds, rest)
         if not regression and len(np.unique(y_rest)) < 2:
             return None
         meta = make_meta(regression, seed).fit(stack_features([_cat(o, rest) for o in oofs]), y_rest)
-        fold_scores.append(score(metric, y_folds[j], meta_output(meta, stack_features([o[j] for o in oofs]),
-                                                                 n_classes)))
+        fold_preds.append(meta_output(meta, stack_features([o[j] for o in oofs]), n_classes))
+        fold_scores.append(score(metric, y_folds[j], fold_preds[-1]))
     every = list(range(k))
     meta = make_meta(regression, seed).fit(stack_features([_cat(o, every) for o in oofs]), _cat(y_folds, every))
-    return EnsembleChoice("stacking", [], [1.0 / len(oofs)] * len(oofs), fold_scores, meta)
+    return EnsembleChoice("stacking", [], [1.0 / len(oofs)] * len(oofs), fold_scores, meta, oof=fold_preds)
 
 
 def select(oofs: dict[int, list[np.ndarray]], y_folds: list[np.ndarray], metric: str, method: str,
@@ -130,7 +132,8 @@ def select(oofs: dict[int, list[np.ndarray]], y_folds: list[np.ndarray], metric:
         choice = score_voting(members, y_folds, metric) if m == "voting" else \
             score_stacking(members, y_folds, metric, n_classes, regression, seed)
         if choice is not None:
-            found.append(EnsembleChoice(choice.method, trials, choice.weights, choice.fold_scores, choice.meta))
+            found.append(EnsembleChoice(choice.method, trials, choice.weights, choice.fold_scores, choice.meta,
+                                        choice.oof))
     sign = 1.0 if greater_is_better(metric) else -1.0
     return sorted(found, key=lambda c: -sign * c.cv_mean)
 

@@ -170,7 +170,8 @@ def oof_predictions(request, run_dir: Path, prepared) -> tuple[np.ndarray, np.nd
 def stored_oof_predictions(run_dir: Path, prepared) -> tuple[np.ndarray, np.ndarray] | None:
     """(y, P(flawed)) out of fold for the chosen trial as the study kept them; None when it kept none."""
     best = json.loads((Path(run_dir) / rundir.METRICS).read_text(encoding="utf-8"))["best"]
-    stored = _stored_oof(Path(run_dir), best.get("trial"))  # kept by the study for every full-fidelity trial
+    # kept by the study for every full-fidelity trial, and by the ensemble step for a kept ensemble
+    stored = _stored_oof(Path(run_dir), "ensemble" if best.get("family") == "ensemble" else best.get("trial"))
     if stored is None or len(stored) != len(prepared.folds) or \
             any(len(p) != len(va) for p, (_, va) in zip(stored, prepared.folds)):
         return None
@@ -183,7 +184,7 @@ def _stored_oof(run_dir: Path, trial: int | None):
         from cgtrain.tune.hooks import load_oof
     except ImportError:  # a tree without stored out-of-fold predictions
         return None
-    return load_oof(run_dir, int(trial)) if trial is not None else None
+    return load_oof(run_dir, trial if trial == "ensemble" else int(trial)) if trial is not None else None
 
 
 # --- explanations ------------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ the chosen model's out-of-fold F1 (the CV predictions the study kept, so no extr
 goes to decision.json, which `cgtrain predict`, the API and the registry serve; metrics.json gives the
 held-out test's label metrics at that threshold ("test"), the argmax ones as "test_argmax", and the
 decision ("decision"). AutoML asks for it on binary F1 (qa.threshold: max_f1); with QA on, QA decides.
-An ensemble keeps argmax: the study keeps its members' out-of-fold predictions, not its own.
+A kept ensemble's threshold is chosen on its own cross-fitted out-of-fold predictions (each fold blended by
+weights or a meta model fitted on the other folds), which the ensemble step stores beside the trials'.
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def tune_threshold(request, run_dir: Path, prepared, say: Callable[[str], None])
     """Choose, save and report the decision threshold; returns the (possibly updated) metrics record."""
     run = rundir.RunDir(run_dir)
     metrics, manifest = run.metrics(), run.manifest()
-    oof = stored_oof_predictions(run_dir, prepared) if metrics["best"]["family"] != "ensemble" else None
+    oof = stored_oof_predictions(run_dir, prepared)
     if oof is None or manifest is None:
         say("decision: argmax (no kept out-of-fold predictions of the chosen model to choose a threshold on)")
         return metrics

@@ -233,6 +233,11 @@ class ValidationConfig(Strict):
     # train: the saved model is the one tested; all: after the test, refit once more on training + test rows
     # (the test metrics stay those of the training-rows model; more families seen generalise better)
     final_fit: Literal["train", "all"] = "train"
+    # Rows left out of the evaluation side (test split, CV validation folds) because they repeat a training row:
+    # rows: the code (exact, and up to names / formatting) and the row's feature values; none: nothing;
+    # auto: rows for code datasets (a copied function is leakage), none for plain tables (a repeated feature
+    # vector is how tables are: dropping it leaves an unrepresentative test split of the rare rows).
+    dedup: Literal["auto", "rows", "none"] = "auto"
 
 
 class QaConfig(Strict):

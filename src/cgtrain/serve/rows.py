@@ -26,7 +26,16 @@ def _steps(model) -> list:
 
 
 def table_featurizer(model) -> TabularFeaturizer | None:
-    return next((s for s in _steps(model) if isinstance(s, TabularFeaturizer)), None)
+    """The model's table featurizer: a pipeline step, an ensemble's shared one, or a member's own."""
+    for step in _steps(model):
+        if isinstance(step, TabularFeaturizer):
+            return step
+        if isinstance(getattr(step, "featurizer_", None), TabularFeaturizer):  # an ensemble over table features
+            return step.featurizer_
+        for member in getattr(step, "estimators_", None) or []:  # ensemble members with their own featurizer
+            if hasattr(member, "steps") and (found := table_featurizer(member)) is not None:
+                return found
+    return None
 
 
 def model_task(model) -> str:

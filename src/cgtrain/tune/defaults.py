@@ -20,6 +20,10 @@ BASELINE_LOGREG = {"C": 10.0, "class_weight": "balanced"}
 CODE_TREE = {"n_estimators": 200, "learning_rate": 0.1, "num_leaves": 63, "min_child_samples": 20,
              "colsample_bytree": 0.3, "reg_lambda": 1.0}
 CODE_TREE_NAME = "default: lightgbm on chi² n-grams"
+# The anytime baseline on a table: LightGBM as shipped (100 trees, 31 leaves, every column per tree, no L2 beyond
+# the space's floor), not the family's code-text defaults (30% of the columns per tree: 1-3 of a 9-column table).
+TABLE_TREE = {"n_estimators": 100, "learning_rate": 0.1, "num_leaves": 31, "min_child_samples": 20,
+              "colsample_bytree": 1.0, "reg_lambda": 1e-3}
 
 
 def baseline_trial(request: TrainingRequest, prepared, spaces: dict, feature_space: dict
@@ -36,7 +40,10 @@ def baseline_trial(request: TrainingRequest, prepared, spaces: dict, feature_spa
         features = {k: v for k, v in BASELINE_FEATURES.items() if k in feature_space and _inside(feature_space[k], v)}
         return "logreg", params, features, "baseline: tfidf + logreg"
     if table and "lightgbm" in spaces:
-        return "lightgbm", default_params("lightgbm", spaces["lightgbm"]), {}, "baseline: lightgbm defaults"
+        space = spaces["lightgbm"]
+        params = {**default_params("lightgbm", space),
+                  **{f"lightgbm.{k}": v for k, v in TABLE_TREE.items() if k in space and _inside(space[k], v)}}
+        return "lightgbm", params, {}, "baseline: lightgbm defaults"
     return None
 
 

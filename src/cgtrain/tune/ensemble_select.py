@@ -23,7 +23,7 @@ from cgtrain.request import TrainingRequest
 from cgtrain.tune import study as studies
 from cgtrain.tune.budget import run_started
 from cgtrain.tune.reserve import PostStudy
-from cgtrain.tune.hooks import load_oof
+from cgtrain.tune.hooks import ENSEMBLE, load_oof, oof_path, save_oof
 
 RECORD = "ensemble.json"
 
@@ -100,11 +100,15 @@ def _prune_zero_weights(choice: EnsembleChoice) -> EnsembleChoice:
         return choice
     keep = [i for i, w in enumerate(choice.weights) if w > 0]
     return EnsembleChoice(choice.method, [choice.trials[i] for i in keep], [choice.weights[i] for i in keep],
-                          choice.fold_scores, choice.meta)
+                          choice.fold_scores, choice.meta, choice.oof)
 
 
 def _decide(run_dir: Path, record: dict, choice: EnsembleChoice | None, reason: str, say) -> EnsembleChoice | None:
     record.update({"kept": choice is not None, "reason": reason})
+    if choice is not None and choice.oof is not None:  # a threshold chosen later reads the ensemble's own OOF
+        save_oof(run_dir, ENSEMBLE, choice.oof)
+    else:
+        oof_path(run_dir, ENSEMBLE).unlink(missing_ok=True)
     atomic_write_json(Path(run_dir) / RECORD, record)
     say(f"ensemble: {reason}")
     return choice

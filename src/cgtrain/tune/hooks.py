@@ -28,18 +28,22 @@ from cgtrain import rundir
 OOF_DIR = rundir.OOF_DIR
 
 
-def oof_path(run_dir: Path, trial_number: int) -> Path:
-    return Path(run_dir) / OOF_DIR / f"trial_{trial_number:05d}.npz"
+ENSEMBLE = "ensemble"  # oof/ensemble.npz: the kept ensemble's cross-fitted out-of-fold predictions
 
 
-def save_oof(run_dir: Path, trial_number: int, folds: list[np.ndarray]) -> Path:
+def oof_path(run_dir: Path, trial_number: int | str) -> Path:
+    name = ENSEMBLE if trial_number == ENSEMBLE else f"trial_{int(trial_number):05d}"
+    return Path(run_dir) / OOF_DIR / f"{name}.npz"
+
+
+def save_oof(run_dir: Path, trial_number: int | str, folds: list[np.ndarray]) -> Path:
     buf = io.BytesIO()
     np.savez_compressed(buf, **{f"fold{k}": np.asarray(p, dtype=np.float32) for k, p in enumerate(folds)})
     return atomic_write_bytes(oof_path(run_dir, trial_number), buf.getvalue())
 
 
-def load_oof(run_dir: Path, trial_number: int) -> list[np.ndarray] | None:
-    """The trial's per-fold validation probabilities, or None when it stored none."""
+def load_oof(run_dir: Path, trial_number: int | str) -> list[np.ndarray] | None:
+    """The trial's (or, for "ensemble", the kept ensemble's) per-fold validation predictions, or None."""
     path = oof_path(run_dir, trial_number)
     if not path.is_file():
         return None
