@@ -6,16 +6,44 @@ study runs, the first Ctrl-C therefore only records the request (and says so on 
 `check()` raises KeyboardInterrupt at the safe points — before each CV fold, after each epoch,
 between trials — and the study's caller re-queues the trial it cut. A second Ctrl-C raises at
 once, as Python normally does.
+
+A time limit works the same way for work that can stop itself (the torch training loop): inside
+`time_limit(seconds)`, `check_time()` — called by the loop at every optimizer step and before each
+epoch's validation — raises `TimeLimitReached` once the limit has passed.
 """
 from __future__ import annotations
 
 import signal
 import sys
 import threading
+import time
 from contextlib import contextmanager
 from typing import Iterator
 
-_state = {"pending": False}
+_state: dict = {"pending": False, "deadline": None}
+
+
+class TimeLimitReached(Exception):
+    """The work passed the deadline of the innermost `time_limit` block."""
+
+
+@contextmanager
+def time_limit(seconds: float | None) -> Iterator[None]:
+    """Within the block, `check_time()` raises TimeLimitReached after `seconds` (None: no limit)."""
+    previous = _state["deadline"]
+    if seconds is not None:
+        deadline = time.perf_counter() + max(0.0, seconds)
+        _state["deadline"] = deadline if previous is None else min(previous, deadline)
+    try:
+        yield
+    finally:
+        _state["deadline"] = previous
+
+
+def check_time() -> None:
+    deadline = _state["deadline"]
+    if deadline is not None and time.perf_counter() > deadline:
+        raise TimeLimitReached("time limit reached")
 
 
 @contextmanager

@@ -229,3 +229,22 @@ def test_deterministic_flag_is_scoped_to_the_run():
     fit(TrainConfig(**{**BASE.__dict__, "epochs": 1, "deterministic": True}),
         hooks=Hooks(after_step=lambda s, ok: seen.append(torch.are_deterministic_algorithms_enabled())))
     assert all(seen) and torch.are_deterministic_algorithms_enabled() == before
+
+
+def test_a_time_limit_stops_training_inside_an_epoch():
+    """A trial's time limit holds at the next optimizer step, not only at the end of an epoch (an epoch of a
+    big encoder on a busy CPU can take minutes); outside the block the loop runs on."""
+    import time
+
+    from cgtrain import interrupts
+
+    steps = []
+    slow = Hooks(after_step=lambda step, stepped: (steps.append(step), time.sleep(0.1)))
+    cfg = TrainConfig(epochs=3, batch_size=4, lr=0.05, seed=0)  # 12 steps per epoch
+    _, result = fit(cfg)  # warm; and without a limit every step runs
+    assert result.optimizer_steps == 36
+    with pytest.raises(interrupts.TimeLimitReached), interrupts.time_limit(0.5):
+        fit(cfg, hooks=slow)
+    assert 2 <= len(steps) < 12  # stopped within the first epoch
+    _, result = fit(cfg)  # no limit left behind
+    assert result.optimizer_steps == 36

@@ -42,3 +42,20 @@ def test_fidelity_levels_grow_to_all_rows_and_start_cheap():
     space = {"n_estimators": {"type": "int", "low": 100, "high": 400, "step": 50},
              "learning_rate": {"type": "float", "low": 0.03, "high": 0.3, "log": True}}
     assert start_params("lightgbm", space) == {"lightgbm.n_estimators": 100, "lightgbm.learning_rate": 0.1}
+
+
+def test_a_family_whose_trial_on_all_rows_cannot_fit_the_time_left_is_dropped():
+    """Only full-fidelity trials can become the final model: low-fidelity trials of a family that could never
+    run on all rows in the time left are wasted budget (Juliet, 300 s: neural probes took 280 s)."""
+    from cgtrain.tune.automl import Controller, FamilyState
+
+    ctl, said = Controller.__new__(Controller), []
+    ctl.say = said.append
+    levels = [0.05, 0.15, 0.45, 1.0]
+    slow, quick, done = FamilyState("mlp", levels, 200.0), FamilyState("lightgbm", levels, 50.0), \
+        FamilyState("logreg", levels, 10.0, level=3)
+    slow.costs, quick.costs, done.costs = [(0.05, 20.0)], [(0.05, 1.0)], [(1.0, 300.0)]  # on all rows: 400, 20, 300 s
+    ctl.states = {"mlp": slow, "lightgbm": quick, "logreg": done}
+    ctl._drop_out_of_reach(100.0)
+    assert slow.skipped.startswith("a trial on all rows (~400s)") and said == [f"automl: stop mlp: {slow.skipped}"]
+    assert not quick.skipped and not done.skipped  # at full fidelity already: its own trials are the candidates

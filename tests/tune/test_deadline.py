@@ -54,3 +54,23 @@ def test_a_fold_fit_past_the_trial_limit_is_stopped_inside_the_fit():
     assert time.monotonic() - start < 5 and trial.user_attrs["fit_stopped"] is True
     with pytest.raises(TrialTimeout):  # features that would take longer than what is left are not built
         hooks.check_time(trial, 2, need_s=60)
+
+
+def test_a_training_loop_past_the_trial_limit_is_stopped_at_its_next_step():
+    """Families that stop themselves (the torch loop checks interrupts.check_time at every step) run in-process
+    under the trial's limit and end as a timed-out trial, however long one epoch would have been."""
+    from cgtrain import interrupts
+    from cgtrain.tune.hooks import TrialHooks, TrialTimeout
+
+    def endless_epoch():
+        while True:
+            interrupts.check_time()
+            time.sleep(0.01)
+
+    hooks, trial = TrialHooks(store_oof=False, limit_s=lambda t: 0.5), FakeTrial()
+    hooks.start(trial)
+    start = time.monotonic()
+    with pytest.raises(TrialTimeout):
+        hooks.run_fold(trial, 0, endless_epoch, interruptible=True)
+    assert time.monotonic() - start < 3 and trial.user_attrs["fit_stopped"] is True
+    interrupts.check_time()  # the limit ended with the fold

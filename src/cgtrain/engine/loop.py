@@ -25,6 +25,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from cgtrain import interrupts
 from cgtrain.engine import checkpoint as ckpt
 from cgtrain.engine.checkpoint import run_fingerprint
 from cgtrain.engine import distributed as ddp
@@ -165,6 +166,7 @@ def train(model: torch.nn.Module, data, cfg: TrainConfig, *, val_fn: Callable[[t
                 pool = (curriculum_pool(difficulty, p.epoch, cfg.curriculum_start, cfg.curriculum_epochs)
                         if cfg.curriculum else None)
                 run.plan = plan_epoch(data.lengths, cfg.batch_size, run.gen, pool, cfg.bucket)
+            interrupts.check_time()  # a trial's time limit holds inside an epoch, not only between epochs
             if p.batch < len(run.plan):
                 _one_step(run, data, total, store, fingerprint, hooks)
             else:

@@ -15,7 +15,9 @@
 4. Budget: a trial starts only when its estimated cost fits what the study has left
    (the budget minus a reserve for ensemble + refit + test + final fit, re-estimated after
    every trial from the run's own measurements: tune.reserve); a trial in flight is stopped
-   at its time limit (between folds and epochs, and inside a fit: tune.deadline).
+   at its time limit (between folds, at every step of a training loop, and inside a fit: tune.deadline).
+   A family is dropped once a trial of it on all rows could not fit what is left (a neural family is
+   not even probed then): low-fidelity trials alone never become the final model.
 
 Trial counts depend on wall time, so a budgeted run is not repeatable trial-for-trial.
 """
@@ -48,6 +50,7 @@ EXPLORE = 0.4  # share of search trials whose featurisation the sampler picks (t
 CODE_TREE_COST = 1.6  # seconds per 1000 fold training rows (200 trees, 63 leaves, 8k columns, a busy core)
 CODE_TREE_SHARE = 0.6  # ... queued only when that estimate is under this share of what the study has left
 MAX_FAILURES = 2
+REACH_SLACK = 1.5  # a family below full fidelity is dropped when its full-fidelity trial needs this x the time left
 COST_PARAMS = ("n_estimators", "num_leaves", "width", "depth", "epochs", "embed_dim")
 TRIAL_OVERHEAD_S = 0.3  # sampling + storage writes per trial
 ENSEMBLE_RESERVE_MEMBERS = 3  # refits planned for an ensemble (greedy voting rarely keeps more)
@@ -189,11 +192,16 @@ class Controller:
         if probe is not None:  # the same trial on fewer rows: how its family's fit time grows with rows
             self.probed.add(str(probe[0].user_attrs.get("family")))
             return dict(probe[0].params), {"fidelity": probe[1], "scaling_probe": probe[0].number}
+        self._drop_out_of_reach(left)
         for s in self.live():
             if not s.costs and s.failures == 0:  # probe, cheapest first
                 cost = s.cost() * self.slowdown() + self._feature_cost(reuse=True)
+                full = s.cost(1.0) * self.slowdown()
                 if cost > PROBE_SHARE * max(left, 0.0) or cost > PROBE_BUDGET_SHARE * self.budget.total_s:
                     s.skipped = f"its first trial (~{cost:.0f}s) is too costly for the {left:.0f}s left"
+                elif FAMILIES.get(s.name).epoch_validation and full > left:  # a net's prior is measured, not rough
+                    s.skipped = f"a trial on all rows (~{full:.0f}s) cannot fit the {left:.0f}s left"
+                if s.skipped:
                     self.say(f"automl: skip {s.name}: {s.skipped}")
                     continue
                 return self._queue(s, start_params(s.name, self.spaces[s.name]), explore=False)
@@ -207,6 +215,14 @@ class Controller:
         explore = bool(self.feature_space) and self.rng.random() < EXPLORE and \
             s.cost() + self._feature_cost(reuse=False) <= left
         return self._queue(s, {}, explore=explore)
+
+    def _drop_out_of_reach(self, left: float) -> None:
+        """Leave out a measured family whose trial on all rows (linear in rows: pessimistic) would take more
+        than REACH_SLACK x the time left: only full-fidelity trials can become the final model."""
+        for s in self.live():
+            if s.costs and s.fidelity < 1.0 and s.cost(1.0) > REACH_SLACK * max(left, 0.0):
+                s.skipped = f"a trial on all rows (~{s.cost(1.0):.0f}s) cannot fit the {left:.0f}s left"
+                self.say(f"automl: stop {s.name}: {s.skipped}")
 
     def _tree_cost(self) -> float:
         fold_rows = float(np.median([len(tr) for tr, _ in self.prepared.folds]))

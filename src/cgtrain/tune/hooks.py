@@ -113,8 +113,19 @@ class TrialHooks:
         """(model, proba) of one fold. Under a time limit a fit that cannot stop itself (scikit-learn solvers,
         LightGBM) runs in a child process that is ended at the limit; it returns (None, proba)."""
         left = self.time_left(trial)
-        if left is None or interruptible:
+        if left is None:
             return fit_predict()
+        if interruptible:  # the training loop checks the limit at every step (interrupts.check_time)
+            from cgtrain import interrupts
+
+            try:
+                with interrupts.time_limit(left):
+                    return fit_predict()
+            except interrupts.TimeLimitReached:
+                spent = round(time.perf_counter() - self._of(trial)["start"], 2)
+                trial.set_user_attr("timed_out", spent)
+                trial.set_user_attr("fit_stopped", True)
+                raise TrialTimeout(f"trial time limit: training in fold {k} was stopped after {spent:.1f}s") from None
         from cgtrain.tune.deadline import DeadlineExceeded, call_with_deadline
 
         try:
