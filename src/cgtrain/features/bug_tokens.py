@@ -6,7 +6,8 @@ A one-token bug (a wrong operator, a misused variable, an off-by-one constant) s
 context that is rare in normal code: `i <= len ( x )`, `x [ : - 2 ]`, `return self`, a local
 stored and never read. The features name the token and its neighbours both literally and by role
 (`L` a local, `P` a parameter, `A` an attribute, `G` anything else), so what is learned on one
-module carries to another whose names differ.
+module carries to another whose names differ. Each token also carries its place in the syntax tree
+(`bug_tree`), and a name is compared with the places of its other uses.
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import keyword
 import re
 import warnings
 from dataclasses import dataclass
+
+from cgtrain.features.bug_tree import NONE, tree_contexts, tree_strings
 
 _TOKEN_RE = re.compile(r"""
     (?P<str>[rRbBuUfF]{0,2}(?:'''(?:\\.|[^\\])*?'''|\"\"\"(?:\\.|[^\\])*?\"\"\"|'(?:\\.|[^'\\\n])*'|"(?:\\.|[^"\\\n])*"))
@@ -37,6 +40,7 @@ class Tok:
     start: int   # character offsets into the code
     end: int
     flow: str    # data-flow tag of a name ("" for other tokens)
+    tree: tuple[str, ...] = NONE  # its place in the syntax tree (`bug_tree.tree_contexts`)
 
 
 def tokenize(code: str) -> list[tuple[str, str, int, int]]:
@@ -85,14 +89,15 @@ def function_tokens(code: str) -> tuple[list[Tok], dict[str, float]]:
     facts = name_facts(code)
     locals_ = {k: v for k, v in facts.items() if v["param"] or v["store"]}
     raw = tokenize(code)
+    tree = tree_contexts(code, [(s, e) for _, _, s, e in raw])
     toks: list[Tok] = []
     prev = ""
-    for kind, text, s, e in raw:
+    for (kind, text, s, e), where in zip(raw, tree):
         role, flow = _role(kind, text, prev, locals_), ""
         if role in ("L", "P"):
             f = locals_[text]
             flow = f"u{min(f['load'], 3)}s{min(f['store'], 2)}"
-        toks.append(Tok("STR" if kind == "str" else text, role, s, e, flow))
+        toks.append(Tok("STR" if kind == "str" else text, role, s, e, flow, where))
         prev = text
     stats = {
         "n_tokens": float(len(toks)),
@@ -137,7 +142,7 @@ def token_features(toks: list[Tok], i: int, others: dict[int, list[str]] | None 
            f"Rw5={rol(i - 2)}|{rol(i - 1)}|{t.role}|{rol(i + 1)}|{rol(i + 2)}"]
     if t.flow:
         out += [f"f={t.role}{t.flow}", f"fl={lit(i - 1)}|{t.role}{t.flow}|{lit(i + 1)}"]
-    return out + (others or {}).get(i, [])
+    return out + tree_strings(t.tree, t.text, t.role) + (others or {}).get(i, [])
 
 
 def relation_features(toks: list[Tok]) -> dict[int, list[str]]:
@@ -161,7 +166,7 @@ def relation_features(toks: list[Tok]) -> dict[int, list[str]]:
             f = [f"first={toks[i].role}|{fctx}|{text[i + 1]}", f"isfirst={i == first}|{text[i + 1]}",
                  f"n_occ={min(len(idx), 4)}|{text[i - 1] if i else '^'}|{text[i + 1]}"]
             f += [f"nxo={text[i + 1]}|{n}" for n in nx] + [f"pvo={text[i - 1] if i else '^'}|{p}" for p in pv]
-            out[i] = f
+            out[i] = f + _use_pairs(toks, i, idx)
     for name, idx in attrs.items():
         recvs = [text[i - 2] if i >= 2 else "^" for i in idx]
         for i, r in zip(idx, recvs):
@@ -172,6 +177,15 @@ def relation_features(toks: list[Tok]) -> dict[int, list[str]]:
             out[i] = f
     return out
 
+
+
+def _use_pairs(toks: list[Tok], i: int, idx: list[int]) -> list[str]:
+    """A name's place in the tree against the places of its other uses (`Subscript.value` here, only
+    ever `BinOp.left` elsewhere: a name standing where another belongs)."""
+    here = f"{toks[i].tree[0]}.{toks[i].tree[1]}"
+    if not toks[i].tree[0]:
+        return []
+    return [f"uo={here}|{u}" for u in sorted({f"{toks[j].tree[0]}.{toks[j].tree[1]}" for j in idx if j != i})[:6]]
 
 
 _OPEN, _CLOSE = frozenset("([{"), frozenset(")]}")

@@ -66,7 +66,7 @@ def contrast_features(toks: list[Tok], syntax: dict[int, tuple[str, str, str]],
         ctx = syntax.get(k, ("^", "-", ""))
         rows = []
         for text in [t.text, *alts]:
-            new = Tok(text, _role_as(t, text, like), t.start, t.end, like.get(text, t).flow if t.flow else "")
+            new = Tok(text, _role_as(t, text, like), t.start, t.end, like.get(text, t).flow if t.flow else "", t.tree)
             rows.append(token_features(toks[:k] + [new] + toks[k + 1:], k) + syntax_strings(ctx, text, new.role))
         out.append((k, rows))
     return out

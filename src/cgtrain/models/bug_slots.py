@@ -60,6 +60,9 @@ def slot_context(toks: Sequence[Tok], i: int) -> list[str]:
            f"Rw={rol(i - 2)}|{rol(i - 1)}|{rol(i + 1)}|{rol(i + 2)}", f"h={head}", f"hr={head}|{lit(i + 1)}",
            f"pos={min(i - lo, 4)}|{min(hi - i, 4)}"]
     out += [f"s={toks[k].text}" for k in range(max(lo, i - 8), min(hi + 1, i + 9)) if k != i]
+    node, fld, up, left, right = toks[i].tree
+    if node:  # its place in the syntax tree (`bug_tree`), the token itself masked
+        out += [f"tn={node}|{fld}", f"tu={up}|{node}", f"tlr={left}|{right}", f"tl={node}|{left}", f"tr={node}|{right}"]
     return [f"{cls}:{f}" for f in out]
 
 

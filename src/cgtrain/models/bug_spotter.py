@@ -1,5 +1,5 @@
 """Family `bug_spotter`: a token-level "does this token belong here" classifier, pooled to a function
-score. On CPU (linear models over hashed features; about a minute for 8,000 functions on 2 cores).
+score. On CPU (linear models over hashed features; about a minute and a half for 8,000 functions on 2 cores).
 
 Training examples are tokens, not functions. A flawed row whose clean twin is in the training rows
 (a function and its mutant, as `synth-bugs` writes them, or a buggy hunk and its fix) gives its bug
@@ -8,14 +8,16 @@ what the change was. A flawed row without a twin gives all its tokens as weak po
 1/length). Clean rows give a sample of their tokens as negatives, and a few one-token rewrites of
 themselves (`bug_augment`: another operator of the class, a neighbouring integer, another local or
 attribute name, a dropped `not`) as extra positives against the original token. Each token is
-described by its literal and abstract context, its place in the statement, its relation to the
-other uses of the same name (`cgtrain.features.bug_tokens`), and, for operator-like tokens, its
+described by its literal and abstract context, its place in the statement and in the syntax tree
+(`cgtrain.features.bug_tree`: its node, the operands beside it), its relation to the other uses of
+the same name (`cgtrain.features.bug_tokens`), and, for operator-like tokens, its
 surprisal under a masked-token model of the clean rows (`bug_slots`): what is learned on one module
 carries to another with other names.
 
 The rows are cut into `folds` folds (twins kept together). Per fold, the token model, the slot
 model and an n-gram channel (`bug_ngrams`) are fitted on the other folds and score the fold; a
-logistic head learns the function score from those out-of-fold inputs: the top token scores, their
+logistic head (`bug_head`, over the inputs and their pairwise products) learns the function score
+from those out-of-fold inputs: the top token scores, their
 soft maximum, the function's length and data-flow counts, the top surprisals, the soft maximum per
 kind of place, the like-for-like contrast of each replaceable token with its alternatives, and the
 n-gram score. New code is scored by every fold's models and the head's outputs averaged, so it is
@@ -30,13 +32,14 @@ import numpy as np
 from scipy import sparse
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.feature_extraction import FeatureHasher
-from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sklearn.linear_model import SGDClassifier
 from sklearn.utils.validation import check_is_fitted
 
 from cgtrain.features.codetext import bug_location, find_twins
 from cgtrain.features.bug_tokens import (Tok, function_tokens, relation_features, syntax_context, syntax_strings,
                                            token_features)
 from cgtrain.models.bug_augment import contrast_features, rewritten
+from cgtrain.models.bug_head import fit_head, head_decision
 from cgtrain.models.bug_ngrams import NgramScorer
 from cgtrain.models.bug_slots import SlotModel
 
@@ -206,10 +209,11 @@ class BugSpotter(ClassifierMixin, BaseEstimator):
 
     def __init__(self, alpha: float = 1e-5, epochs: int = 20, negatives: int = 100, n_features: int = 2 ** 20,
                  find_pairs: bool = True, slots: bool = True, rewrites: int = 4, rewrite_weight: float = 0.25,
-                 folds: int = 4, ngram_alpha: float = 1e-4, class_weight: str | None = None, random_state: int = 0):
+                 folds: int = 4, ngram_alpha: float = 1e-4, head_C: float = 0.1, class_weight: str | None = None,
+                 random_state: int = 0):
         self.alpha, self.epochs, self.negatives, self.n_features = alpha, epochs, negatives, n_features
         self.find_pairs, self.slots, self.rewrites, self.class_weight = find_pairs, slots, rewrites, class_weight
-        self.rewrite_weight, self.folds, self.ngram_alpha = rewrite_weight, folds, ngram_alpha
+        self.rewrite_weight, self.folds, self.ngram_alpha, self.head_C = rewrite_weight, folds, ngram_alpha, head_C
         self.random_state = random_state
 
     # --- fitting ---------------------------------------------------------------------------------
@@ -238,10 +242,7 @@ class BugSpotter(ClassifierMixin, BaseEstimator):
         self.coef_, self.intercept_ = np.vstack(coefs).astype(np.float16), np.array(intercepts)
         self.ngram_coef_ = np.vstack([g.coef for g in ngram]).astype(np.float16)
         self.ngram_intercept_ = np.array([g.intercept for g in ngram])
-        mean, scale = pooled.mean(0), pooled.std(0) + 1e-6  # standardised: one C suits every input
-        head = LogisticRegression(C=1.0, max_iter=1000).fit((pooled - mean) / scale, y)
-        self.head_coef_ = head.coef_[0] / scale
-        self.head_intercept_ = float(head.intercept_[0] - (mean / scale) @ head.coef_[0])
+        self.head_mean_, self.head_scale_, self.head_coef_, self.head_intercept_ = fit_head(pooled, y, self.head_C)
         return self
 
     def _fit_slots(self, toks: list[list[Tok]], y: np.ndarray, halves: list[np.ndarray]):
@@ -356,7 +357,11 @@ class BugSpotter(ClassifierMixin, BaseEstimator):
         out = []
         for k, (c, w, b) in enumerate(zip(coded, self.coef_, self.intercept_)):
             ngram = NgramScorer(coef=self.ngram_coef_[k], intercept=float(self.ngram_intercept_[k])).decision(c.toks)
-            out.append(np.column_stack([_pooled(c, w, b), ngram]) @ self.head_coef_ + self.head_intercept_)
+            pooled = np.column_stack([_pooled(c, w, b), ngram])
+            if getattr(self, "head_mean_", None) is None:  # a model saved before the head had products
+                out.append(pooled @ self.head_coef_ + self.head_intercept_)
+                continue
+            out.append(head_decision(pooled, self.head_mean_, self.head_scale_, self.head_coef_, self.head_intercept_))
         return np.mean(out, axis=0)
 
     def predict_proba(self, X) -> np.ndarray:

@@ -75,7 +75,7 @@ register_family(Family(
     name="bug_spotter", prior_cost_s=30.0, build=Lazy("cgtrain.models.bug_spotter:build"), input="code",
     tasks=frozenset({"binary"}),
     extra_params=frozenset({"epochs", "n_features", "find_pairs", "slots", "rewrites", "rewrite_weight", "folds",
-                            "ngram_alpha"}),
+                            "ngram_alpha", "head_C"}),
     description="token-level bug spotter (bug tokens of clean/flawed pairs and of rewritten clean code vs clean "
                 "tokens; hashed context, syntax, data-flow and slot-surprisal features; linear, cross-fitted), "
                 "pooled with like-for-like contrasts and an n-gram channel to a function score; CPU",
