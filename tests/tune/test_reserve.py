@@ -116,3 +116,24 @@ def test_only_the_cgtrain_process_itself_counts_from_its_start(monkeypatch):
     with budgets.counting_from_process_start():
         assert budgets._ANCHOR["started"] == pytest.approx(budgets.process_started(), abs=0.1)
     assert budgets._ANCHOR["started"] is None  # restored: the next run in this process starts its own clock
+
+
+def test_a_final_fit_that_passes_the_budget_by_under_3_percent_still_runs():
+    """The budget is a +-5% promise: a final fit on all rows a few seconds short runs (the deployed model sees
+    the test families too); one that would pass the budget by more is skipped, with the reason said."""
+    import numpy as np
+
+    from cgtrain.flows.refit import _final_fit
+
+    p = SimpleNamespace(split=SimpleNamespace(train=np.arange(8000), test=np.arange(8000, 10_000)))
+    req = SimpleNamespace(validation=SimpleNamespace(final_fit="all"), hpo=SimpleNamespace(budget_s=300.0))
+    need = final_fit_need(20.0, 8000, 10_000)  # ~28 s
+
+    def run(left):
+        said = []
+        out = _final_fit(req, p, lambda rows: ("all", len(rows)), ("train", 8000), 20.0, said.append, lambda: left)
+        return out, said
+
+    assert run(need - 5.0)[0] == (("all", 10_000), 10_000)  # 5 s short: 1.7% of the budget
+    (fitted, rows), said = run(need - 15.0)  # 15 s short: 5% of the budget
+    assert (fitted, rows) == (("train", 8000), 8000) and said[0].startswith("refit on all rows skipped")

@@ -20,7 +20,7 @@ from cgtrain.models import FAMILIES
 from cgtrain.request import TrainingRequest
 from cgtrain.tune import ensemble_select as ensembles
 from cgtrain.tune import study as studies
-from cgtrain.tune.reserve import final_fit_need
+from cgtrain.tune.reserve import FINAL_OVERRUN_SHARE, final_fit_need
 
 
 @dataclass
@@ -60,12 +60,14 @@ def _fitter(request: TrainingRequest, p: Prepared, best, ensemble) -> Callable[[
 
 def _final_fit(request, p: Prepared, fit_on, fitted: Fitted, fit_s: float, say,
                time_left: Callable[[], float] | None) -> tuple[Fitted, int]:
-    """validation.final_fit: all -> once more on training + test rows, when a budget leaves the time."""
+    """validation.final_fit: all -> once more on training + test rows, when a budget leaves the time (within
+    FINAL_OVERRUN_SHARE of it: the budget's promise is +-5%)."""
     all_rows = np.sort(np.concatenate([p.split.train, p.split.test]))
     need = final_fit_need(fit_s, len(p.split.train), len(all_rows))  # the rule AutoML's reserve planned with
     if request.validation.final_fit != "all" or not len(p.split.test):
         return fitted, len(p.split.train)
-    if time_left is not None and time_left() < need:
+    budget_s = getattr(request.hpo, "budget_s", None) or 0.0
+    if time_left is not None and time_left() + FINAL_OVERRUN_SHARE * budget_s < need:
         say(f"refit on all rows skipped: ~{need:.0f}s needed, the budget has {time_left():.0f}s left")
         return fitted, len(p.split.train)
     say(f"refit: once more on all {len(all_rows)} rows (training + test) for the saved model")
