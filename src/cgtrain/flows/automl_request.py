@@ -8,6 +8,7 @@ from earlier AutoML runs of the same dataset in sibling run directories. What it
 """
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 from typing import Any
@@ -203,7 +204,7 @@ def table_candidate(family: str) -> dict[str, Any]:
     """A table candidate: one thread, and the table space where the family has one."""
     cand = single_threaded(family)
     if family in TABLE_SPACES:
-        cand["space"] = TABLE_SPACES[family]
+        cand["space"] = copy.deepcopy(TABLE_SPACES[family])  # overrides edit the request, never the constant
     return cand
 
 

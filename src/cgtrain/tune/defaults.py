@@ -35,14 +35,12 @@ def baseline_trial(request: TrainingRequest, prepared, spaces: dict, feature_spa
     if request.task not in ("binary", "multiclass", "regression") or (request.task == "regression" and not table):
         return None
     if not table and "logreg" in spaces and request.task != "regression":
-        params = {f"logreg.{k}": v for k, v in BASELINE_LOGREG.items() if k in spaces["logreg"]
-                  and _inside(spaces["logreg"][k], v)}
+        params = _queued("logreg", BASELINE_LOGREG, spaces["logreg"])
         features = {k: v for k, v in BASELINE_FEATURES.items() if k in feature_space and _inside(feature_space[k], v)}
         return "logreg", params, features, "baseline: tfidf + logreg"
     if table and "lightgbm" in spaces:
         space = spaces["lightgbm"]
-        params = {**default_params("lightgbm", space),
-                  **{f"lightgbm.{k}": v for k, v in TABLE_TREE.items() if k in space and _inside(space[k], v)}}
+        params = {**default_params("lightgbm", space), **_queued("lightgbm", TABLE_TREE, space)}
         return "lightgbm", params, {}, "baseline: lightgbm defaults"
     return None
 
@@ -54,9 +52,7 @@ def code_tree_trial(request: TrainingRequest, prepared, spaces: dict, baseline
     table = prepared.dataset.table is not None and not prepared.use_code
     if table or request.task not in ("binary", "multiclass") or "lightgbm" not in spaces or baseline is None:
         return None
-    space = spaces["lightgbm"]
-    params = {f"lightgbm.{k}": v for k, v in CODE_TREE.items() if k in space and _inside(space[k], v)}
-    return "lightgbm", params, dict(baseline[2]), CODE_TREE_NAME
+    return "lightgbm", _queued("lightgbm", CODE_TREE, spaces["lightgbm"]), dict(baseline[2]), CODE_TREE_NAME
 
 
 def _inside(spec: Any, value: Any) -> bool:
@@ -66,7 +62,11 @@ def _inside(spec: Any, value: Any) -> bool:
     return isinstance(value, (int, float)) and s["low"] <= value <= s["high"]
 
 
+def _queued(family: str, values: dict[str, Any], space: dict[str, Any]) -> dict[str, Any]:
+    """`values` that lie inside the searched space, as the study queues them (`family.param`)."""
+    return {f"{family}.{k}": v for k, v in values.items() if k in space and _inside(space[k], v)}
+
+
 def default_params(family: str, space: dict[str, Any]) -> dict[str, Any]:
     """The family's defaults, where they lie inside the searched space (queued as `family.param`)."""
-    defaults = FAMILIES.get(family).defaults
-    return {f"{family}.{k}": defaults[k] for k, spec in space.items() if k in defaults and _inside(spec, defaults[k])}
+    return _queued(family, FAMILIES.get(family).defaults, space)
