@@ -138,6 +138,31 @@ def test_token_docs_and_transformer():
     assert docs[3] == "int x = 1 ;"
     tok = CodeTokenizer(language="c")
     assert tok.fit(codes).transform(codes[:1]) == [token_doc(C_SNIPPET, "c")]
-    assert clone(tok).get_params() == {"language": "c", "split_names": True, "string_words": False}
+    assert clone(tok).get_params() == {"language": "c", "split_names": True, "string_words": False,
+                                       "ordinal_names": False}
     with pytest.raises(TypeError):
         token_docs("a single string")
+
+
+def test_ordinal_names_number_local_names_by_first_use():
+    bad = "void f() { char * data; char dataBBuffer[50]; char dataABuffer[100]; data = dataBBuffer; " \
+          "strcpy(data, s.name); p->len = MAX_LEN; }"
+    doc = token_doc(bad, "c", split_names=False, ordinal_names=True)
+    plain, numbered = doc.split(" <names> ")
+    assert plain == token_doc(bad, "c", split_names=False)  # the tokens as before, then the numbered copy
+    # locals numbered by first use; called names, members, macros and keywords kept
+    assert numbered.startswith("void f ( ) { char * <v0> ; char <v1> [ 50 ] ; char <v2> [ 100 ] ; <v0> = <v1> ;")
+    assert "strcpy ( <v0> , <v3> . name )" in numbered and "<v4> -> len = MAX_LEN" in numbered
+    # the same flaw written with other names reads the same; pointing at the other buffer does not
+    other = bad.replace("dataBBuffer", "small").replace("dataABuffer", "big").replace("data", "p0")
+    assert token_doc(other, "c", False, False, True).split(" <names> ")[1] == numbered
+    good = bad.replace("data = dataBBuffer", "data = dataABuffer")
+    assert token_doc(good, "c", False, False, True).split(" <names> ")[1] != numbered
+
+
+def test_ordinal_names_other_languages_and_transformer():
+    doc = token_doc("def f(a, b):\n    return a.x + len(b)\n", "python", ordinal_names=True)
+    assert doc.endswith("<names> def f ( <v0> , <v1> ) : return <v0> . x + len ( <v1> )")
+    assert token_doc("x = y", "haskell", ordinal_names=True).endswith("<names> <v0> = <v1>")  # Pygments path
+    tok = CodeTokenizer(language="c", ordinal_names=True)
+    assert tok.transform(["int n = m;"]) == ["int n = m ; <names> int <v0> = <v1> ;"]

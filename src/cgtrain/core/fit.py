@@ -28,8 +28,8 @@ def input_tokenizer(request: TrainingRequest, settings: dict | None = None):
     """The saved pipeline's first step: raw code -> token docs (of the code column, for table input)."""
     ds = request.dataset
     if not has_table(ds):
-        split, words = token_mode(feature_settings(request.features, settings))
-        return CodeTokenizer(language=ds.language, split_names=split, string_words=words)
+        split, words, ordinal = token_mode(feature_settings(request.features, settings))
+        return CodeTokenizer(language=ds.language, split_names=split, string_words=words, ordinal_names=ordinal)
     return CodeColumnTokenizer(language=ds.language) if ds.code_column is not None else "passthrough"
 
 

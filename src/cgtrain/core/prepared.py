@@ -89,8 +89,8 @@ def prepare(request: TrainingRequest, run_dir: Path, say: Callable[[str], None])
         + ("; tokenizing" if request.dataset.code_column is not None else ""))
     codes = ds.frame["code"].tolist()
     use_code = request.dataset.code_column is not None
-    docs = cached_token_docs(codes, request.dataset.language, request.features.split_names,
-                             request.features.string_words) if use_code else codes
+    docs = cached_token_docs(codes, request.dataset.language, *token_mode(feature_settings(request.features))) \
+        if use_code else codes
     y = ds.frame["label"].to_numpy(dtype=float if request.task == "regression" else int)
     groups = ds.frame["group"].to_numpy()
     dedup = request.validation.dedup

@@ -10,7 +10,8 @@ from typing import Any
 
 from cgtrain.features.featurizer import CodeFeaturizer
 
-KEYS = ("kind", "ngram_max", "max_features", "min_df", "metrics", "split_names", "string_words", "sublinear_tf")
+KEYS = ("kind", "ngram_max", "max_features", "min_df", "metrics", "split_names", "string_words", "ordinal_names",
+        "sublinear_tf")
 
 
 def feature_settings(features, searched: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -19,14 +20,16 @@ def feature_settings(features, searched: dict[str, Any] | None = None) -> dict[s
     out = {k: base.get(k) for k in KEYS if k in base}
     out.setdefault("split_names", True)
     out.setdefault("string_words", False)
+    out.setdefault("ordinal_names", False)
     out.setdefault("sublinear_tf", True)
     out.update(searched or {})
     return out
 
 
-def token_mode(settings: dict[str, Any]) -> tuple[bool, bool]:
-    """What the token docs depend on: (split_names, string_words)."""
-    return bool(settings.get("split_names", True)), bool(settings.get("string_words", False))
+def token_mode(settings: dict[str, Any]) -> tuple[bool, bool, bool]:
+    """What the token docs depend on: (split_names, string_words, ordinal_names)."""
+    return (bool(settings.get("split_names", True)), bool(settings.get("string_words", False)),
+            bool(settings.get("ordinal_names", False)))
 
 
 def settings_key(settings: dict[str, Any]) -> str:

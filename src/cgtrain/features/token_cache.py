@@ -24,8 +24,11 @@ def cache_dir() -> Path:
     return Path(os.environ.get("CGTRAIN_CACHE_DIR") or Path.home() / ".cache" / "cgtrain") / SUBDIR
 
 
-def docs_key(codes: list[str], language: str | None, split_names: bool, string_words: bool = False) -> str:
-    h = hashlib.sha256(f"{TOKENIZER_VERSION}|{language}|{int(split_names)}|{int(string_words)}|{len(codes)}|".encode())
+def docs_key(codes: list[str], language: str | None, split_names: bool, string_words: bool = False,
+             ordinal_names: bool = False) -> str:
+    names = "|ordinal" if ordinal_names else ""  # keys of the earlier settings stay as they were
+    h = hashlib.sha256(f"{TOKENIZER_VERSION}|{language}|{int(split_names)}|{int(string_words)}{names}|{len(codes)}|"
+                       .encode())
     for code in codes:
         h.update(code.encode("utf-8", "surrogatepass"))
         h.update(b"\x00")
@@ -33,9 +36,10 @@ def docs_key(codes: list[str], language: str | None, split_names: bool, string_w
 
 
 def cached_token_docs(codes: list[str], language: str | None = None, split_names: bool = True,
-                      string_words: bool = False) -> list[str]:
-    """token_docs(codes, language, split_names, string_words), read from / written to the disk cache."""
-    path = cache_dir() / f"{docs_key(codes, language, split_names, string_words)}.txt"
+                      string_words: bool = False, ordinal_names: bool = False) -> list[str]:
+    """token_docs(codes, language, split_names, string_words, ordinal_names), read from / written to the disk
+    cache."""
+    path = cache_dir() / f"{docs_key(codes, language, split_names, string_words, ordinal_names)}.txt"
     try:
         if path.is_file():
             docs = path.read_bytes().decode("utf-8", "surrogatepass").split("\n")
@@ -43,7 +47,7 @@ def cached_token_docs(codes: list[str], language: str | None = None, split_names
                 return docs
     except OSError:
         pass
-    docs = token_docs(codes, language, split_names, string_words)
+    docs = token_docs(codes, language, split_names, string_words, ordinal_names)
     try:
         atomic_write_bytes(path, "\n".join(docs).encode("utf-8", "surrogatepass"))
     except OSError:

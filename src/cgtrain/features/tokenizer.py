@@ -15,8 +15,10 @@ from functools import lru_cache
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from cgtrain.features.keywords import _C_KEEP, _GO_KEEP, _JS_KEEP, _PHP_KEEP, _PY_KEEP, _RUST_KEEP, _SCRIPT_KEEP
+from cgtrain.features.names import NAME, ordinal
 
 STR, CHR, NUM, FLOAT = "<str>", "<chr>", "<num>", "<float>"
+NAMES_SEP = "<names>"  # ordinal_names: the tokens again after it, names numbered by first use
 
 # --- lexical pieces shared by the families ---------------------------------
 _C_COMMENT = r"//[^\n]*|/\*[\s\S]*?(?:\*/|\Z)"
@@ -173,27 +175,46 @@ def _whole_name(ident: str) -> list[str]:
 _STRING_WORD = re.compile(r"[^\W\d]\w*|\d+")
 
 
-def _lex(code: str, fam: _Family, split_names: bool = True, string_words: bool = False) -> list[str]:
+def _lex(code: str, fam: _Family, split_names: bool = True, string_words: bool = False,
+         ordinal_names: bool = False) -> list[str]:
     out: list[str] = []
     append, extend, names = out.append, out.extend, fam.name_tokens if split_names else _whole_name
+    whole: list[str] = []  # ordinal_names: the tokens with names whole (no string words), and which are names
+    is_name: list[bool] = []
     for m in fam.regex.finditer(code):
         kind = m.lastgroup
+        if kind == "skip":
+            continue
         if kind == "id":
             extend(names(m.group()))
+            tok = m.group()
         elif kind == "op":
             tok = m.group()
-            if tok.isprintable():  # drop control characters from binary junk
-                append(tok)
+            if not tok.isprintable():  # drop control characters from binary junk
+                continue
+            append(tok)
         elif kind == "num":
-            append(_number(m.group()))
+            tok = _number(m.group())
+            append(tok)
         elif kind == "str":
+            tok = STR
             append(STR)
             if string_words:  # the literal's words too (messages, format strings, file names)
                 extend(_STRING_WORD.findall(m.group()))
         elif kind == "chr":
+            tok = CHR
             append(CHR)
         elif kind == "pre":
-            append("#" + m.group("pn"))
+            tok = "#" + m.group("pn")
+            append(tok)
+        else:
+            continue
+        if ordinal_names:
+            whole.append(tok)
+            is_name.append(kind == "id")
+    if ordinal_names:
+        out.append(NAMES_SEP)
+        out.extend(ordinal(whole, is_name, fam.keep_set))
     return out
 
 
@@ -295,25 +316,31 @@ def _guess(code: str):
 
 
 def tokenize_code(code: str, language: str | None = None, split_names: bool = True,
-                  string_words: bool = False) -> list[str]:
+                  string_words: bool = False, ordinal_names: bool = False) -> list[str]:
     """Normalised tokens of `code`; never raises on str input, no token has whitespace.
 
     split_names=False keeps identifiers whole (`dataBuffer`, not `data buffer`); string_words=True
-    follows each string literal's `<str>` with the words inside it."""
+    follows each string literal's `<str>` with the words inside it; ordinal_names=True appends
+    `<names>` and the tokens again with local names numbered by first use (see `ordinal`)."""
     code = _as_text(code)
     if not code:
         return []
     lexer = _guess(code) if not language else _resolve(str(language))
     if isinstance(lexer, _Family):
-        return _lex(code, lexer, split_names, string_words)
+        return _lex(code, lexer, split_names, string_words, ordinal_names)
     try:
-        return _pygments_tokens(code, lexer, split_names, string_words)
+        out = _pygments_tokens(code, lexer, split_names, string_words)
+        if ordinal_names:
+            whole = _pygments_tokens(code, lexer, False, False)
+            out += [NAMES_SEP, *ordinal(whole, [bool(NAME.fullmatch(t)) for t in whole], _FAMILIES["c"].keep_set)]
+        return out
     except Exception:
-        return _lex(code, _FAMILIES["c"], split_names, string_words)
+        return _lex(code, _FAMILIES["c"], split_names, string_words, ordinal_names)
 
 
-def token_doc(code: str, language: str | None = None, split_names: bool = True, string_words: bool = False) -> str:
-    return " ".join(tokenize_code(code, language, split_names, string_words))
+def token_doc(code: str, language: str | None = None, split_names: bool = True, string_words: bool = False,
+              ordinal_names: bool = False) -> str:
+    return " ".join(tokenize_code(code, language, split_names, string_words, ordinal_names))
 
 
 def _as_text(x) -> str:
@@ -325,25 +352,28 @@ def _as_text(x) -> str:
 
 
 def token_docs(codes: Iterable[str], language: str | None = None, split_names: bool = True,
-               string_words: bool = False) -> list[str]:
+               string_words: bool = False, ordinal_names: bool = False) -> list[str]:
     if isinstance(codes, (str, bytes)):
         raise TypeError("token_docs expects an iterable of code strings, not one string")
-    return [" ".join(tokenize_code(c, language, split_names, string_words)) for c in codes]
+    return [" ".join(tokenize_code(c, language, split_names, string_words, ordinal_names)) for c in codes]
 
 
 class CodeTokenizer(TransformerMixin, BaseEstimator):
     """Stateless transformer: raw code strings -> space-separated token docs."""
 
-    def __init__(self, language: str | None = None, split_names: bool = True, string_words: bool = False):
+    def __init__(self, language: str | None = None, split_names: bool = True, string_words: bool = False,
+                 ordinal_names: bool = False):
         self.language = language
         self.split_names = split_names
         self.string_words = string_words
+        self.ordinal_names = ordinal_names
 
     def fit(self, X, y=None):
         return self
 
     def transform(self, X) -> list[str]:
-        return token_docs(X, self.language, getattr(self, "split_names", True), getattr(self, "string_words", False))
+        return token_docs(X, self.language, getattr(self, "split_names", True), getattr(self, "string_words", False),
+                          getattr(self, "ordinal_names", False))  # models saved before a setting existed
 
     def __sklearn_is_fitted__(self) -> bool:
         return True  # nothing to learn

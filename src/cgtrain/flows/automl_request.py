@@ -156,6 +156,7 @@ CODE_FEATURE_SPACE = {
     "max_features": {"type": "categorical", "choices": [None, 50_000, 200_000]},
     "split_names": {"type": "categorical", "choices": [False, True]},
     "string_words": {"type": "categorical", "choices": [False, True]},
+    "ordinal_names": {"type": "categorical", "choices": [True, False]},
     "sublinear_tf": {"type": "categorical", "choices": [True, False]},
     "metrics": {"type": "categorical", "choices": [False, True]},
 }
@@ -242,7 +243,7 @@ def build_request(data: Path, budget_s: float, metric: str | None = None, task: 
         "name": name, "task": task, "seed": seed, "dataset": dataset,
         **({} if tabular else {"features": {"space": CODE_FEATURE_SPACE, "ngram_max": 3, "min_df": 3,
                                             "max_features": None, "split_names": False, "string_words": True,
-                                            "metrics": False}}),
+                                            "ordinal_names": True, "metrics": False}}),
         "candidates": [(table_candidate if tabular else code_candidate)(f) for f in families_for(task, tabular, families)],
         "hpo": {"sampler": "tpe", "n_trials": 100_000, "budget_s": float(budget_s), "ensemble": "auto",
                 "warm_start": True},

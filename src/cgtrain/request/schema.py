@@ -148,7 +148,7 @@ class DatasetConfig(Strict):
 
 
 FEATURE_SEARCH_KEYS = ("kind", "ngram_max", "max_features", "min_df", "metrics", "split_names", "string_words",
-                       "sublinear_tf")
+                       "ordinal_names", "sublinear_tf")
 
 
 class FeaturesConfig(Strict):
@@ -159,6 +159,7 @@ class FeaturesConfig(Strict):
     metrics: bool = True
     split_names: bool = True  # the tokenizer's sub-token split (dataBuffer -> data buffer); false: names whole
     string_words: bool = False  # also the words inside string literals (after their <str> token)
+    ordinal_names: bool = False  # also the tokens with local names numbered by first use (`<v0> = <v1> ;`)
     sublinear_tf: bool = True
     # Featurisation searched with the model (fitted per fold, cached across trials that share it);
     # keys from FEATURE_SEARCH_KEYS, e.g. {ngram_max: {type: int, low: 1, high: 4}}

@@ -10,9 +10,11 @@ from cgtrain.request import TrainingRequest
 from cgtrain.tune.space import as_dict
 
 # The anytime baseline for code text: what a practitioner writes first (TF-IDF 1-3-grams of whole-name tokens and
-# string words, sublinear tf, min_df 3, LogisticRegression(C=10, class_weight="balanced")); tables: LightGBM defaults.
+# string words, sublinear tf, min_df 3, LogisticRegression(C=10, class_weight="balanced")), on the tokens and the
+# tokens again with local names numbered by first use (Juliet, unseen families, 60k rows: F1 0.886 -> 0.900 and
+# 0.889 -> 0.899 on two splits; LightGBM 0.922 -> 0.931); tables: LightGBM defaults.
 BASELINE_FEATURES = {"kind": "tfidf", "ngram_max": 3, "min_df": 3, "max_features": None, "sublinear_tf": True,
-                     "split_names": False, "string_words": True, "metrics": False}
+                     "split_names": False, "string_words": True, "ordinal_names": True, "metrics": False}
 BASELINE_LOGREG = {"C": 10.0, "class_weight": "balanced"}
 # The second anytime default on code text: LightGBM on the chi²-selected n-gram columns at full fidelity (a tree
 # model finds what a linear one misses, and a blend of the two beats both: Juliet, unseen families, 3k columns:
