@@ -22,8 +22,9 @@ def _proba(p1):
     return np.column_stack([1 - p1, p1])
 
 
-def _study(run_dir, members, y=Y):
-    """An in-memory study whose trials' OOF predictions are `members` (trial -> probas over all rows)."""
+def _study(run_dir, members, y=Y, seconds=None):
+    """An in-memory study whose trials' OOF predictions are `members` (trial -> probas over all rows); `seconds`:
+    trial -> its folds' fit seconds (default 0.01)."""
     from cgtrain.evaluate.metrics import score
 
     study = optuna.create_study(direction="maximize")
@@ -32,7 +33,8 @@ def _study(run_dir, members, y=Y):
         scores = [score("f1", y[va], f) for (_, va), f in zip(FOLDS, folds)]
         study.add_trial(optuna.trial.create_trial(
             params={"x": 0.5}, distributions={"x": FloatDistribution(0, 1)}, value=float(np.mean(scores)),
-            user_attrs={"family": f"fam{number}", "params": "{}", "fold_scores": scores, "fold_seconds": [0.01] * 3}))
+            user_attrs={"family": f"fam{number}", "params": "{}", "fold_scores": scores,
+                        "fold_seconds": [(seconds or {}).get(number, 0.01)] * 3}))
         save_oof(run_dir, number, folds)
     return study
 
@@ -105,3 +107,35 @@ def test_families_that_read_raw_code_are_never_ensemble_members():
 
     assert _reads_tokens("logreg") and _reads_tokens("textcnn")
     assert not _reads_tokens("bug_spotter") and not _reads_tokens("hf_finetune")
+
+
+def test_an_ensemble_gives_up_its_slowest_members_before_the_final_fit_on_all_rows(tmp_path, monkeypatch):
+    # three complementary members; the third is slow: refitting all three and the final fit on all rows do not fit
+    # the time left, two members and the final fit do -> the two-member blend is kept, the final fit stays planned
+    import time
+
+    from cgtrain.tune import ensemble_select
+
+    thirds = np.arange(300) % 5
+    knows = [thirds < 2, (thirds >= 2) & (thirds < 4), thirds == 4]  # 40%, 40%, 20% of the rows
+    probas = {i: _proba(np.where(k, Y * 0.9 + 0.05, 0.45 + 0.1 * RNG.random(300))) for i, k in enumerate(knows)}
+    study = _study(tmp_path, probas, seconds={0: 1.0, 1: 1.0, 2: 10.0})
+    prepared = SimpleNamespace(folds=FOLDS, y=Y, n_classes=2,
+                               split=SimpleNamespace(train=np.arange(300), test=np.arange(300, 375)))
+    req = make_request(tmp_path / "x.jsonl", hpo={"ensemble": "voting", "budget_s": 200.0},
+                       validation={"folds": 3, "test_fraction": 0.25, "final_fit": "all"})
+    monkeypatch.setattr(ensemble_select, "run_started", lambda started: started)
+    choice = choose_ensemble(req, tmp_path, prepared, study, say=lambda m: None, started=time.time() - 180)
+    record = json.loads((tmp_path / "ensemble.json").read_text())
+    assert choice is not None and sorted(choice.trials) == [0, 1], record
+    assert choice.cv_mean > record["best_single"]["cv_mean"]
+    # the third member made so slow that the final fit of all three is not planned at all (it would take more than
+    # its share of the budget): with time for their refit alone, the two members and their final fit still win
+    study = _study(tmp_path, probas, seconds={0: 1.0, 1: 1.0, 2: 20.0})
+    choice = choose_ensemble(req, tmp_path, prepared, study, say=lambda m: None, started=time.time() - 150)
+    assert choice is not None and sorted(choice.trials) == [0, 1]
+    study = _study(tmp_path, probas, seconds={0: 1.0, 1: 1.0, 2: 10.0})
+    # with no time for even two members and the final fit, the best single trial keeps its final fit
+    choice = choose_ensemble(req, tmp_path, prepared, study, say=lambda m: None, started=time.time() - 192)
+    record = json.loads((tmp_path / "ensemble.json").read_text())
+    assert choice is None and "final fit" in record["reason"], record["reason"]

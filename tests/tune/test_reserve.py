@@ -118,22 +118,49 @@ def test_only_the_cgtrain_process_itself_counts_from_its_start(monkeypatch):
     assert budgets._ANCHOR["started"] is None  # restored: the next run in this process starts its own clock
 
 
-def test_a_final_fit_that_passes_the_budget_by_under_3_percent_still_runs():
-    """The budget is a +-5% promise: a final fit on all rows a few seconds short runs (the deployed model sees
-    the test families too); one that would pass the budget by more is skipped, with the reason said."""
+def test_a_budgeted_final_fit_is_tried_and_ended_at_the_budget_when_late():
+    """The budget is a +-5% promise and the refit estimates are off by up to 2x on a busy machine: a final fit on all
+    rows is tried when it may finish (kept if it does: the deployed model sees the test groups too), ended at the
+    budget when it does not (the training-rows model is kept, the run ends on time, not early), and skipped when its
+    estimate is more than twice the time left."""
+    import time
+
     import numpy as np
 
-    from cgtrain.flows.refit import _final_fit
+    from cgtrain import interrupts
+    from cgtrain.flows.refit import Fitted, _final_fit
 
     p = SimpleNamespace(split=SimpleNamespace(train=np.arange(8000), test=np.arange(8000, 10_000)))
-    req = SimpleNamespace(validation=SimpleNamespace(final_fit="all"), hpo=SimpleNamespace(budget_s=300.0))
-    need = final_fit_need(20.0, 8000, 10_000)  # ~28 s
+    req = SimpleNamespace(validation=SimpleNamespace(final_fit="all"), hpo=SimpleNamespace(budget_s=10.0))
+    refit = Fitted(["train-steps"], "train-model", None)
+    assert final_fit_need(1.0, 8000, 10_000) == pytest.approx(3.3125)  # the estimate when the refit took 1 s
 
-    def run(left):
+    def run(fit, left, in_process=False):
         said = []
-        out = _final_fit(req, p, lambda rows: ("all", len(rows)), ("train", 8000), 20.0, said.append, lambda: left)
-        return out, said
+        started = time.monotonic()
+        fitted, rows = _final_fit(req, p, fit, refit, 1.0, said.append, lambda: left, in_process)
+        return fitted, rows, said, time.monotonic() - started
 
-    assert run(need - 5.0)[0] == (("all", 10_000), 10_000)  # 5 s short: 1.7% of the budget
-    (fitted, rows), said = run(need - 15.0)  # 15 s short: 5% of the budget
-    assert (fitted, rows) == (("train", 8000), 8000) and said[0].startswith("refit on all rows skipped")
+    quick = lambda rows: Fitted(["all-steps"], f"model of {len(rows)} rows", None)  # noqa: E731
+    # left 5 s + 3% of the budget - the model's writing: 2.3 s allowed for a 3.3 s estimate -> tried; it finishes
+    fitted, rows, said, _ = run(quick, 5.0)
+    assert (fitted.steps, fitted.model, rows) == (["all-steps"], "model of 10000 rows", 10_000)
+    assert "kept only if it finishes" in said[0]
+
+    def slow(rows):
+        time.sleep(30)
+
+    fitted, rows, said, took = run(slow, 5.0)  # a forked fit that runs late is ended at the deadline
+    assert fitted is refit and rows == 8000 and took < 6, (said, took)
+    assert said[-1].startswith("refit on all rows stopped at the budget")
+
+    def torch_like(rows):  # in-process (torch families): stopped between its steps
+        while True:
+            interrupts.check_time()
+            time.sleep(0.01)
+
+    fitted, rows, said, took = run(torch_like, 5.0, in_process=True)
+    assert fitted is refit and rows == 8000 and took < 4 and said[-1].startswith("refit on all rows stopped")
+
+    fitted, rows, said, _ = run(quick, 1.0)  # -1.7 s allowed: not tried
+    assert fitted is refit and rows == 8000 and said[0].startswith("refit on all rows skipped")

@@ -64,12 +64,16 @@ def _train(request: TrainingRequest, run_dir: Path, resume: bool, say: Callable[
     if request.hpo.ensemble != "none" and best.number >= 0:
         ensemble = ensembles.choose_ensemble(request, run_dir, prepared, study, say, started)
     budget_s = getattr(request.hpo, "budget_s", None)
+    after_study = time.time() - started
+    steps: dict = {}
     metrics = refit_and_test(request, run_dir, prepared, best, say, ensemble=(study, ensemble) if ensemble else None,
-                             time_left=(lambda: budget_s - (time.time() - started)) if budget_s else None)
+                             time_left=(lambda: budget_s - (time.time() - started)) if budget_s else None,
+                             timings=steps)
     if wants_threshold(request, prepared):  # AutoML on binary F1: the served threshold is chosen out of fold
         metrics = tune_threshold(request, run_dir, prepared, say)
     atomic_write_json(run_dir / rundir.RUN, {"status": "finished", "seconds": round(time.time() - started, 1),
-                                             "trials": len(board)})
+                                             "trials": len(board), "refit_started_s": round(after_study, 1),
+                                             "after_study_s": steps})
     # calibration, audit, explanations, resources, report.html (classification); never fails the run
     if request.qa.enabled and not prepared.regression:
         from cgtrain.qa.checks import try_run_qa

@@ -59,26 +59,55 @@ def choose_ensemble(request: TrainingRequest, run_dir: Path, prepared, study: op
         return _decide(run_dir, record, None, f"dropped: {top.method} CV {metric} {top.cv_mean:.4f} does not beat "
                                               f"the best single trial's {best.values[0]:.4f}", say)
     top = _prune_zero_weights(top)
-    by_number = {t.number: t for t in ranked}
     budget = getattr(request.hpo, "budget_s", None)
     if budget is not None and started is not None:
-        post = PostStudy(prepared, final_fit=False)  # the refit must fit; the final fit is skipped when it does not
-        post.learn(study.get_trials(deepcopy=False))
-        need = post.refit_seconds([by_number[n] for n in top.trials])
         left = budget - (time.time() - run_started(started))
-        if need > left:
-            return _decide(run_dir, record, None, f"dropped: refitting its {len(top.trials)} members needs "
-                                                  f"~{need:.0f}s, the budget has {left:.0f}s left", say)
+        post = PostStudy(prepared, final_fit=getattr(request.validation, "final_fit", "train") == "all")
+        post.learn(study.get_trials(deepcopy=False))
+        top, why = _within_budget(top, best, ranked, members, y_folds, metric, request, prepared, post, budget, left)
+        if top is None:
+            return _decide(run_dir, record, None, why, say)
     record["chosen"] = {"method": top.method, "trials": top.trials, "weights": top.weights, "cv_mean": top.cv_mean}
     return _decide(run_dir, record, top, f"kept: {top.method} of trials {top.trials}, CV {metric} "
                                          f"{top.cv_mean:.4f} > best single {best.values[0]:.4f}", say)
+
+
+def _within_budget(top: EnsembleChoice, best, ranked, oofs: dict, y_folds, metric: str, request, prepared,
+                   post: PostStudy, budget: float, left: float) -> tuple[EnsembleChoice | None, str]:
+    """The ensemble, or one of fewer members, whose refit fits the time left together with the final fit on all rows
+    that the reserve planned; else (None, why). An ensemble that only fits by skipping the final fit is kept only when
+    the best single trial could not have had it either: the final fit adds the test rows' groups to what the model
+    saw, and a skipped one ends the run early (Juliet 300 s: 5 members where the reserve planned 3, final fit skipped,
+    run ended at 281-289 s)."""
+    by_number = {t.number: t for t in ranked}
+    order = sorted(top.trials, key=lambda n: ranked.index(by_number[n]))
+    candidates = [top]
+    for k in range(len(order) - 1, 1, -1):  # drop the lowest-ranked members one at a time, re-blended on their OOF
+        found = select({n: oofs[n] for n in order[:k]}, y_folds, metric, top.method, prepared.n_classes,
+                       regression=request.task == "regression", seed=request.seed)
+        if found and beats(found[0].cv_mean, best.values[0], metric):
+            candidates.append(_prune_zero_weights(found[0]))
+    needs = []  # (seconds, final fit planned) per candidate
+    for c in candidates:
+        needs.append((post.refit_seconds([by_number[n] for n in c.trials], budget), post.final_planned))
+        if needs[-1][0] <= left and (needs[-1][1] or not post.final_fit):
+            return c, ""
+    single = post.refit_seconds([best], budget)
+    if post.final_planned and single <= left:
+        return None, (f"dropped: refitting its {len(top.trials)} members and the final fit on all rows need "
+                      f"~{needs[0][0]:.0f}s, the budget has {left:.0f}s left (the best single trial and the final "
+                      f"fit need ~{single:.0f}s)")
+    for c in candidates:  # no final fit either way: the ensemble's refit alone must fit
+        if (n := post.refit_seconds([by_number[m] for m in c.trials], final_fit=False)) <= left:
+            return c, ""
+    return None, f"dropped: refitting {len(candidates[-1].trials)} members needs ~{n:.0f}s, the budget has {left:.0f}s left"
 
 
 def _reads_tokens(family: str | None) -> bool:
     return family not in FAMILIES or FAMILIES.get(family).input != "code"
 
 
-def _token_mode(request: TrainingRequest, trial) -> tuple[bool, bool]:
+def _token_mode(request: TrainingRequest, trial) -> tuple[bool, bool, bool]:
     from cgtrain.features.settings import feature_settings, token_mode
 
     return token_mode(feature_settings(request.features, studies.trial_features(trial)))
@@ -114,21 +143,25 @@ def _decide(run_dir: Path, record: dict, choice: EnsembleChoice | None, reason: 
     return choice
 
 
-def refit_ensemble(request: TrainingRequest, choice: EnsembleChoice, study: optuna.Study, X_train,
-                   y_train) -> tuple[EnsembleModel, dict]:
-    """Refit each member on all training rows (as the single-model refit does) and assemble them."""
+def refit_ensemble(request: TrainingRequest, choice: EnsembleChoice, trials: list[optuna.trial.FrozenTrial],
+                   X_train, y_train) -> tuple[EnsembleModel, dict]:
+    """Refit each member on all training rows (as the single-model refit does) and assemble them. `trials`: the
+    study's, read beforehand (a forked final fit must not touch the study's database connection)."""
     from sklearn.pipeline import Pipeline
 
-    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    trials = {t.number: t for t in trials}
     inputs = [FAMILIES.get(trials[n].user_attrs["family"]).input for n in choice.trials]
     keys = {json.dumps(studies.trial_features(trials[n]), sort_keys=True) for n, inp in zip(choice.trials, inputs)
             if inp == "features"}
     shared = len(keys) <= 1  # one featurisation: fitted once, shared; else each member brings its own
     settings = json.loads(next(iter(keys))) if keys else None
     featurizer = make_featurizer(request, settings) if "features" in inputs and shared else None
+    started = time.perf_counter()
     X_feat = featurizer.fit_transform(X_train, y_train) if featurizer is not None else None
+    seconds = {"features": round(time.perf_counter() - started, 2)}  # where a refit's time goes (metrics.json)
     fitted, described, own = [], [], {}
     for i, (n, inp) in enumerate(zip(choice.trials, inputs)):
+        started = time.perf_counter()
         t = trials[n]
         family = t.user_attrs["family"]
         params = refit_params(json.loads(t.user_attrs["params"]), t.user_attrs.get("best_epochs"))
@@ -141,9 +174,11 @@ def refit_ensemble(request: TrainingRequest, choice: EnsembleChoice, study: optu
             fitted.append(fit_family(request, family, params, X_feat if inp == "features" else X_train, y_train))
         described.append({"trial": n, "family": family, "params": params,
                           **({"features": studies.trial_features(t)} if "features" in t.user_attrs else {})})
+        seconds[f"trial {n}"] = round(time.perf_counter() - started, 2)
     inputs = [own.get(i, inp) for i, inp in enumerate(inputs)]
     model = EnsembleModel(members=[clone(m) for m in fitted], inputs=inputs, featurizer=featurizer, method=choice.method,
                           weights=list(choice.weights), meta=choice.meta,
                           task="regression" if request.task == "regression" else request.task)
     model.assemble(featurizer, fitted, y_train)
-    return model, {"method": choice.method, "weights": list(choice.weights), "members": described}
+    return model, {"method": choice.method, "weights": list(choice.weights), "members": described,
+                   "refit_seconds": seconds}

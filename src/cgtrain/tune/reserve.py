@@ -36,6 +36,9 @@ FINAL_SHARE = 0.2  # a final fit is planned only when it needs at most this shar
 FINAL_OVERRUN_SHARE = 0.03  # a budget is kept to +-5%: a final fit whose estimate passes it by at most this share of
 # the budget still runs (Juliet, 300 s: skipped for 2 s, the run ended at 269 s with a model that had not seen 20% of
 # the families)
+FINAL_TRY_SHARE = 0.25  # a budgeted final fit (ended at the budget when late) is tried when the time it may take is at
+# least this share of its estimate (estimates are off by up to 2x either way on a busy machine: Juliet, LightGBM
+# folds of one trial 15.7 and 22.9 s, its refit 22.2 s; a try that runs late ends within the +-5% the budget allows)
 ENSEMBLE_SELECT_S = 1.5  # choosing an ensemble on OOF predictions (plus a share of the budget; measured 0.1-2.1 s)
 ENSEMBLE_SHARE = 0.005
 PROBE_FIDELITY = 0.25  # a scaling probe's share of the fold rows
@@ -43,7 +46,8 @@ PROBE_MIN_ROWS = 500
 PROBE_GAIN = 2.0  # ... run when what it may free is worth this many times its cost
 PROBE_WORTH = 0.05  # ... and this share of what the study has left
 PROBE_SHARE = 0.5  # ... and its cost is at most this share of what the study has left
-COUNT_SHARE = 0.5  # a refit's vectoriser fit costs about half the run's n-gram count pass (Juliet: 0.4-0.5)
+COUNT_SHARE = 0.5  # a refit's vectoriser fit costs about half the run's n-gram count pass (Juliet, 42.7k of 53k rows,
+# measured side by side: 0.52 with names as they are, 0.53 with numbered names too)
 TAIL_S = 3.0  # writing the model, test predictions and records, the process exit (measured 1-5 s, busy machine)
 
 
@@ -129,15 +133,17 @@ class PostStudy:
         scale = (max(rows, 1.0) / max(seen, 1.0)) ** self.exponent(str(trial.user_attrs.get("family")))
         return slowest_fold(trial, self.n_folds) * scale
 
-    def refit_seconds(self, members: list[optuna.trial.FrozenTrial], budget_s: float | None = None) -> float:
+    def refit_seconds(self, members: list[optuna.trial.FrozenTrial], budget_s: float | None = None,
+                      final_fit: bool | None = None) -> float:
         """Refit of these members on the training rows and their test, then the final fit when planned: for it
         the time the refit step asks (`final_fit_need`), else it would be skipped. A final fit that would take
-        more than FINAL_SHARE of the budget is not planned: the search gets that time, the refit model is kept."""
+        more than FINAL_SHARE of the budget is not planned: the search gets that time, the refit model is kept.
+        `final_fit=False` leaves the final fit out (None: as the run's request says)."""
         rate = self.feat_rate(members)
         fit = sum(self.fit_seconds(t, self.n_train) for t in members) + rate * self.n_train
         seconds = SAFETY * (fit + rate * self.n_test)  # + the test rows featurised
         self.final_planned = False
-        if self.final_fit:
+        if self.final_fit if final_fit is None else (final_fit and self.final_fit):
             final = final_fit_need(SAFETY * fit, self.n_train, self.n_train + self.n_test)
             self.final_planned = budget_s is None or final <= FINAL_SHARE * budget_s
             seconds += final if self.final_planned else 0.0
