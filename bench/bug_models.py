@@ -98,7 +98,7 @@ def main() -> int:
         slow = fam.input in SLOW_INPUTS and family not in FAST_CODE
         train = sample_pairs(ids, p.split.train, args.max_train if slow else None, args.seed)
         params = {}
-        if slow:
+        if slow and "epochs" in fam.param_names():  # hf_embed fits a linear head: no epochs
             params["epochs"] = args.epochs
         if family in ("hf_finetune", "hf_embed", "bug_locator"):
             params["max_length"] = args.max_length

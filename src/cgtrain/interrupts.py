@@ -27,6 +27,11 @@ class TimeLimitReached(Exception):
     """The work passed the deadline of the innermost `time_limit` block."""
 
 
+class StopTraining(Exception):
+    """Raised by a training loop's step hook to end training after this step (a time budget): the loop checkpoints
+    the step first, so a resume goes on from it instead of repeating the steps since the last periodic checkpoint."""
+
+
 @contextmanager
 def time_limit(seconds: float | None) -> Iterator[None]:
     """Within the block, `check_time()` raises TimeLimitReached after `seconds` (None: no limit)."""

@@ -80,6 +80,19 @@ def test_resume_after_an_interruption_is_exact(corpus_dir, tmp_path, one_thread,
     assert (tmp_path / "cut" / "model.safetensors").read_bytes() == (tmp_path / "whole" / "model.safetensors").read_bytes()
 
 
+def test_a_time_budget_stop_is_checkpointed_and_resumed_from_that_step(corpus_dir, tmp_path, one_thread, tiny):
+    """--time-budget stops after a step; that step is checkpointed (not only every checkpoint_every steps), so
+    --resume repeats nothing, and the resumed run still equals an uninterrupted one."""
+    settings = tiny(corpus_dir, steps=12, checkpoint_every=4)
+    whole = pretrain(settings, tmp_path / "whole").report
+    part = pretrain(settings, tmp_path / "cut", time_budget_s=1e-9).report  # the budget is over after step 1
+    assert part["stopped"].startswith("time budget") and part["steps_done"] == 1
+    resumed = pretrain(settings, tmp_path / "cut", resume=True).report
+    assert resumed["steps_this_process"] == whole["steps_planned"] - 1  # from step 1, not from step 0
+    assert resumed["loss_curve"] == whole["loss_curve"]
+    assert (tmp_path / "cut" / "model.safetensors").read_bytes() == (tmp_path / "whole" / "model.safetensors").read_bytes()
+
+
 def test_hf_embed_and_hf_finetune_take_the_encoder_dir(encoder_dir, tmp_path, monkeypatch):
     from cgtrain.models.hf import HFClassifier, HFEmbedClassifier
 

@@ -217,7 +217,11 @@ def _one_step(run: Run, data, total: int, store, fingerprint: str, hooks: Hooks)
             roll_back(run, store, reason)
             return
     if hooks.after_step:
-        hooks.after_step(p.step - 1, stepped)
+        try:
+            hooks.after_step(p.step - 1, stepped)
+        except interrupts.StopTraining:
+            save_if_good(run, store, fingerprint)  # a requested stop keeps this step: a resume goes on from it
+            raise
     if cfg.checkpoint_every and p.step % cfg.checkpoint_every == 0:
         save_if_good(run, store, fingerprint)
 

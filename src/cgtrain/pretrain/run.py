@@ -24,6 +24,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from cgtrain import interrupts
 from cgtrain.fsutil import atomic_write_json, atomic_write_text
 from cgtrain.models.hf.codetok import PAD_ID, load_code_tokenizer, train_code_tokenizer
 from cgtrain.models.hf.tokens import EncodedData
@@ -81,7 +82,11 @@ class PretrainResult:
 
 
 class _Stop(Exception):
-    """Raised from the step hook when the time budget (or a test's interruption point) is reached."""
+    """Raised from the step hook at a test's interruption point (as if the process died: nothing is saved)."""
+
+
+class _BudgetStop(_Stop, interrupts.StopTraining):
+    """Raised from the step hook when the time budget is reached: the loop checkpoints this step first."""
 
 
 def pretrain(settings: PretrainSettings, out_dir: str | Path, *, resume: bool = False,
@@ -214,7 +219,7 @@ class _Clock:
         if self.interrupt_at is not None and step + 1 >= self.interrupt_at:
             raise _Stop(f"interrupted after step {step + 1}")
         if self.budget_s is not None and time.monotonic() - self.started >= self.budget_s:
-            raise _Stop(f"time budget of {self.budget_s:g} s reached after step {step + 1}")
+            raise _BudgetStop(f"time budget of {self.budget_s:g} s reached after step {step + 1}")
 
     def tokens_per_s(self) -> float:
         if self.t0 is None:
