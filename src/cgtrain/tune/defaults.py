@@ -11,8 +11,9 @@ from cgtrain.tune.space import as_dict
 
 # The anytime baseline for code text: what a practitioner writes first (TF-IDF 1-3-grams of whole-name tokens and
 # string words, sublinear tf, min_df 3, LogisticRegression(C=10, class_weight="balanced")), on the tokens and the
-# tokens again with local names numbered by first use (Juliet, unseen families, 60k rows: F1 0.886 -> 0.900 and
-# 0.889 -> 0.899 on two splits; LightGBM 0.922 -> 0.931); tables: LightGBM defaults.
+# tokens again with local names numbered by first use (Juliet, unseen families, 60k rows, bench/ordinal_names.py: F1
+# 0.885 -> 0.896 and 0.889 -> 0.894 on two splits; LightGBM 0.918 -> 0.927 and 0.912 -> 0.922); tables: LightGBM
+# defaults.
 BASELINE_FEATURES = {"kind": "tfidf", "ngram_max": 3, "min_df": 3, "max_features": None, "sublinear_tf": True,
                      "split_names": False, "string_words": True, "ordinal_names": True, "metrics": False}
 BASELINE_LOGREG = {"C": 10.0, "class_weight": "balanced"}
