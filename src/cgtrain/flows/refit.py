@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from cgtrain import interrupts, rundir
+from cgtrain import rundir
 from cgtrain.artifacts.files import save_model
 from cgtrain.core.fit import fit_family, input_tokenizer, make_featurizer, refit_params
 from cgtrain.core.heldout import checked_metrics, write_test_predictions
@@ -20,7 +20,7 @@ from cgtrain.models import FAMILIES
 from cgtrain.request import TrainingRequest
 from cgtrain.tune import ensemble_select as ensembles
 from cgtrain.tune import study as studies
-from cgtrain.tune.deadline import ChildFailed, DeadlineExceeded, call_with_deadline
+from cgtrain.tune.deadline import ChildFailed, DeadlineExceeded, call_within
 from cgtrain.tune.reserve import FINAL_OVERRUN_SHARE, FINAL_TRY_SHARE, TAIL_S, final_fit_need
 
 
@@ -83,24 +83,18 @@ def _final_fit(request, p: Prepared, fit_on, fitted: Fitted, fit_s: float, say,
         return fitted, n_train
     say(f"refit: once more on all {len(all_rows)} rows (training + test) for the saved model"
         + (f" (~{need:.0f}s needed, {allowed:.0f}s allowed: kept only if it finishes)" if need > allowed else ""))
-    try:
-        if in_process:
-            with interrupts.time_limit(allowed):
-                final = fit_on(all_rows)
-        else:
-            steps, model = call_with_deadline(lambda: _portable(fit_on(all_rows)), allowed)
-            final = Fitted(steps, model, fitted.input_of, fitted.described)
-    except (DeadlineExceeded, interrupts.TimeLimitReached):
+    try:  # a forked fit sends back the pipeline's steps and the model (its input function stays here)
+        steps, model = call_within(lambda: _portable(fit_on(all_rows)), allowed, in_process)
+    except DeadlineExceeded:
         say(f"refit on all rows stopped at the budget ({allowed:.0f}s): the model fitted on the training rows is kept")
         return fitted, n_train
     except ChildFailed as exc:
         say(f"refit on all rows failed ({exc}): the model fitted on the training rows is kept")
         return fitted, n_train
-    return final, len(all_rows)
+    return Fitted(steps, model, fitted.input_of, fitted.described), len(all_rows)
 
 
 def _portable(fitted: Fitted) -> tuple[list, Any]:
-    """What a forked final fit sends back: the pipeline's steps and the model (its input function stays here)."""
     return fitted.steps, fitted.model
 
 

@@ -72,3 +72,18 @@ def call_with_deadline(fn: Callable[[], Any], seconds: float | None) -> Any:
     if status == "err":
         raise ChildFailed(value)
     return value
+
+
+def call_within(fn: Callable[[], Any], seconds: float | None, in_process: bool) -> Any:
+    """fn() stopped at `seconds`, DeadlineExceeded either way: in this process through `interrupts.time_limit` when
+    `in_process` (fn checks `interrupts.check_time()`, as the torch training loop does at every step; forking after
+    an accelerator started is unsafe), else in a forked child ended at the deadline (`call_with_deadline`)."""
+    if not in_process or seconds is None:
+        return call_with_deadline(fn, seconds)
+    from cgtrain import interrupts
+
+    try:
+        with interrupts.time_limit(seconds):
+            return fn()
+    except interrupts.TimeLimitReached:
+        raise DeadlineExceeded(f"stopped at its time limit of {seconds:.1f}s") from None

@@ -115,26 +115,17 @@ class TrialHooks:
         left = self.time_left(trial)
         if left is None:
             return fit_predict()
-        if interruptible:  # the training loop checks the limit at every step (interrupts.check_time)
-            from cgtrain import interrupts
+        from cgtrain.tune.deadline import DeadlineExceeded, call_within
 
-            try:
-                with interrupts.time_limit(left):
-                    return fit_predict()
-            except interrupts.TimeLimitReached:
-                spent = round(time.perf_counter() - self._of(trial)["start"], 2)
-                trial.set_user_attr("timed_out", spent)
-                trial.set_user_attr("fit_stopped", True)
-                raise TrialTimeout(f"trial time limit: training in fold {k} was stopped after {spent:.1f}s") from None
-        from cgtrain.tune.deadline import DeadlineExceeded, call_with_deadline
-
-        try:
-            return None, call_with_deadline(lambda: fit_predict()[1], left)
+        try:  # the training loop checks the limit at every step; a forked child sends back only the predictions
+            return call_within(fit_predict, left, True) if interruptible else \
+                (None, call_within(lambda: fit_predict()[1], left, False))
         except DeadlineExceeded:
             spent = round(time.perf_counter() - self._of(trial)["start"], 2)
             trial.set_user_attr("timed_out", spent)
             trial.set_user_attr("fit_stopped", True)
-            raise TrialTimeout(f"trial time limit: a fit of fold {k} was stopped after {spent:.1f}s") from None
+            what = f"training in fold {k}" if interruptible else f"a fit of fold {k}"
+            raise TrialTimeout(f"trial time limit: {what} was stopped after {spent:.1f}s") from None
 
     def before_fold(self, trial, k: int, X_tr, y_tr):
         """Check the time limit, then give the rows this trial trains on (all, or a sample)."""
