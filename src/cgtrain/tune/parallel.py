@@ -2,7 +2,7 @@
 
 The storage is chosen by URI (DESIGN habit 6), never SQLite for several processes:
 
-- `journal:PATH` - Optuna's JournalStorage on a file (`JournalFileBackend`, file-locked appends):
+- `journal:PATH` - Optuna's JournalStorage on a file (appends under a `flock` that dies with its holder, `tune/journal.py`):
   local worker processes; the default when `hpo.workers > 1` is `run_dir/study.journal`;
 - `postgresql://user@host/db` - Optuna's RDBStorage with heartbeats: workers on several machines
   join with `cgtrain worker --study URI --run-dir DIR`.
@@ -38,7 +38,7 @@ from cgtrain.errors import RunDirError
 from cgtrain.fsutil import atomic_write_json
 from cgtrain.request import TrainingRequest
 from cgtrain.tune import study as studies
-from cgtrain.tune import warm
+from cgtrain.tune import journal, warm
 from cgtrain import rundir
 
 JOURNAL_FILE = rundir.JOURNAL
@@ -76,11 +76,7 @@ def postgres_url(uri: str) -> str:
 def open_storage(uri: str) -> optuna.storages.BaseStorage:
     """The study storage a URI names; ValueError (one line) for anything else."""
     if uri.startswith("journal:"):
-        path = Path(uri[len("journal:"):].removeprefix("//"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+        return journal.open_journal(uri[len("journal:"):].removeprefix("//"))
     if uri.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
         with warnings.catch_warnings():  # heartbeats are flagged experimental
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

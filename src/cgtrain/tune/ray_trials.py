@@ -67,12 +67,14 @@ def drive(uri: str, run_dir: Path, name: str, started: float, tasks: int, addres
                 token = pending.pop(ref)
                 try:
                     ray.get(ref)
-                except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
-                        ray.exceptions.RayActorError, ray.exceptions.ObjectLostError):
+                except ray.exceptions.RayError as exc:  # its worker died (kill -9, OOM, node lost), or the task raised
                     dead = [t for t in study.get_trials(deepcopy=False, states=(parallel.RUNNING,))
                             if t.user_attrs.get("ray_task") == token]
                     lost += parallel.requeue(study, dead)
-                    print(f"a Ray worker died; {len(dead)} trial(s) queued again", file=sys.stderr)
+                    if isinstance(exc, ray.exceptions.RayTaskError):
+                        raise  # the task's own error (its data, the storage): the lead restarts this driver or reports it
+                    print(f"a Ray task failed ({type(exc).__name__}); {len(dead)} trial(s) queued again",
+                          file=sys.stderr)
     finally:
         ray.shutdown()
 
