@@ -11,7 +11,9 @@ learn from exactly those rows:
 - FLAML: `AutoML(time_budget=B, metric="f1")` on the baseline's precomputed TF-IDF features
   (their featurising is not counted in its wall).
 
-Scores on all held-out rows and on the conflict-free ones (rows whose code, callee names
+F1 is each contender's own decision: `cgtrain predict`'s label (the served threshold the run chose on its
+out-of-fold predictions; F1 at p >= 0.5 is printed beside it), p >= 0.5 for the others. Scores on all held-out
+rows and on the conflict-free ones (rows whose code, callee names
 `tc_xxxxxx` masked, carries one label anywhere in Juliet: no model can learn the others).
 
     python bench/juliet_vs_baselines.py --seeds 0,1,2 --budget 300
@@ -71,12 +73,15 @@ def write_jsonl_gz(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-def scores(y: np.ndarray, p1: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+def scores(y: np.ndarray, p1: np.ndarray, mask: np.ndarray, labels: np.ndarray | None = None) -> dict[str, float]:
+    """F1 of each contender's own decision (`labels`: cgtrain's served threshold; else p >= 0.5, the default of
+    scikit-learn and FLAML), ROC-AUC of its probabilities."""
     from sklearn.metrics import f1_score, roc_auc_score
 
+    decided = (p1 >= 0.5).astype(int) if labels is None else labels
     out = {}
     for name, m in (("all", np.ones(len(y), bool)), ("clean", mask)):
-        out[f"f1_{name}"] = float(f1_score(y[m], (p1[m] >= 0.5).astype(int)))
+        out[f"f1_{name}"] = float(f1_score(y[m], decided[m]))
         out[f"auc_{name}"] = float(roc_auc_score(y[m], p1[m]))
     return out
 
@@ -93,13 +98,13 @@ def run_cgtrain(train_path: Path, test_path: Path, run_dir: Path, budget: float,
         raise RuntimeError(f"cgtrain automl failed ({proc.returncode}): {proc.stderr[-2000:]}")
     pred = subprocess.run([*cli, "predict", "--run", str(run_dir), str(test_path)], env=env, cwd=ROOT,
                           capture_output=True, text=True, check=True)
-    probs = {}
+    probs, labels = {}, {}
     for line in pred.stdout.splitlines():
         if line.startswith("{"):
             row = json.loads(line)
-            probs[str(row["id"])] = float(row["probability"])
+            probs[str(row["id"])], labels[str(row["id"])] = float(row["probability"]), int(row["label"])
     best = json.loads((run_dir / "metrics.json").read_text())["best"]
-    return {"wall_s": wall, "probs": probs, "best": f"{best['family']} (trial {best['trial']})",
+    return {"wall_s": wall, "probs": probs, "labels": labels, "best": f"{best['family']} (trial {best['trial']})",
             "run_s": json.loads((run_dir / "run.json").read_text())["seconds"]}
 
 
@@ -164,7 +169,9 @@ def main() -> None:
                 shutil.rmtree(run_dir)
             ours = run_cgtrain(train_path, test_path, run_dir, args.budget, args.overrides)
             p1 = np.array([ours["probs"][r["id"]] for r in test])
-            res["cgtrain"] = {**scores(y_test, p1, clean), "wall_s": ours["wall_s"], "best": ours["best"]}
+            served = np.array([ours["labels"][r["id"]] for r in test])  # what `cgtrain predict` answers
+            res["cgtrain"] = {**scores(y_test, p1, clean, served), "f1_clean_p05": scores(y_test, p1, clean)["f1_clean"],
+                              "wall_s": ours["wall_s"], "best": ours["best"]}
             print(f"  cgtrain {res['cgtrain']} load {os.getloadavg()}", flush=True)
         base = run_baseline(train, test, y_train)
         if "baseline" in which:
