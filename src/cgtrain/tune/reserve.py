@@ -6,9 +6,9 @@ training + test rows; then the model file. The study keeps exactly that much of 
 
 - Model fits: a trial's fold fit ran on `fold rows x fidelity` rows and took its (slowest) fold's
   seconds; a fit on R rows is scaled by (R / those rows) ** b, where b (how a family's fit time grows
-  with rows) is fitted on the run's own trials of that family at two or more row counts (AutoML's
-  fidelity levels), else DEFAULT_EXPONENT. A tree family whose cost follows its columns (chi² top-k,
-  histogram bins) shows b well below 1.
+  with rows) is fitted on the run's own trials of one configuration of that family at two or more row
+  counts (AutoML's fidelity levels, a scaling probe), else DEFAULT_EXPONENT. A tree family whose cost
+  follows its columns (chi² top-k, histogram bins) shows b well below 1.
 - Scaling probe: when a likely final model's family has no measured exponent and what the guess
   may be off by is worth more than measuring it, that trial runs once more on a quarter of its
   rows (a low-fidelity trial like any other) and the exponent is fitted from the two.
@@ -68,20 +68,26 @@ def slowest_fold(trial: optuna.trial.FrozenTrial, n_folds: int) -> float:
 
 
 def row_exponent(trials: Iterable[optuna.trial.FrozenTrial], family: str, fold_rows: float) -> float | None:
-    """How a family's fold seconds grow with its training rows (log-log slope over its trials), or None when
-    its trials ran at fewer than two row counts far enough apart."""
-    points: dict[float, list[float]] = {}
+    """How a family's fold seconds grow with its training rows, or None when no one configuration of it ran at two
+    row counts far enough apart. The slope (log-log) is fitted within each configuration (its params and
+    featurisation: a trial at fidelity 1 with twice the trees is no point on the curve of one at 0.25; mixing
+    them read LightGBM's 0.69 as 0.97 on Juliet and planned its refit 30% long); the median over configurations."""
+    groups: dict[tuple, dict[float, list[float]]] = {}
     for t in _done(trials):
         if t.user_attrs.get("family") == family:
             rows = fold_rows * float(t.user_attrs.get("fidelity", 1.0))
-            points.setdefault(round(rows), []).append(float(np.median(t.user_attrs["fold_seconds"])))
-    rows = sorted(r for r in points if r > 0)
-    if len(rows) < 2 or rows[-1] / rows[0] < MIN_SPREAD:
-        return None
-    x = np.log(np.array(rows, dtype=float))
-    y = np.log(np.array([max(float(np.median(points[r])), 1e-3) for r in rows]))
-    slope = float(np.polyfit(x, y, 1)[0])
-    return float(np.clip(slope, MIN_EXPONENT, MAX_EXPONENT))
+            key = (str(t.user_attrs.get("params")), str(t.user_attrs.get("features")))
+            seconds = float(np.median(t.user_attrs["fold_seconds"]))
+            groups.setdefault(key, {}).setdefault(round(rows), []).append(seconds)
+    slopes = []
+    for points in groups.values():
+        rows = sorted(r for r in points if r > 0)
+        if len(rows) < 2 or rows[-1] / rows[0] < MIN_SPREAD:
+            continue
+        x = np.log(np.array(rows, dtype=float))
+        y = np.log(np.array([max(float(np.median(points[r])), 1e-3) for r in rows]))
+        slopes.append(float(np.polyfit(x, y, 1)[0]))
+    return float(np.clip(np.median(slopes), MIN_EXPONENT, MAX_EXPONENT)) if slopes else None
 
 
 class PostStudy:
@@ -146,9 +152,10 @@ class PostStudy:
         self.final_planned = False
         if self.final_fit if final_fit is None else (final_fit and self.final_fit):
             n_all = self.n_train + self.n_test  # the same growth as the refit (fold -> training rows), no extra margin:
-            final = SAFETY * (sum(self.fit_seconds(t, n_all) for t in members) + rate * n_all) + FINAL_EXTRA_S
-            # the final fit runs under a deadline (flows.refit), so planning it high only ended runs early (Juliet
-            # 300 s: planned 42.6 s, took 32.5 s; linear in rows x SAFETY x FINAL_SAFETY, the rule before)
+            final = sum(self.fit_seconds(t, n_all) for t in members) + rate * n_all + FINAL_EXTRA_S
+            # the final fit runs under a deadline (flows.refit) and gets whatever the refit's SAFETY did not use, so
+            # a margin here only ended runs early (Juliet 300 s: planned 42.6 s, took 32.5 s, with linear growth x
+            # SAFETY x FINAL_SAFETY, the rule before)
             self.final_planned = budget_s is None or final <= FINAL_SHARE * budget_s
             seconds += final if self.final_planned else 0.0
         return seconds
