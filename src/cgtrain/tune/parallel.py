@@ -2,8 +2,9 @@
 
 The storage is chosen by URI (DESIGN habit 6), never SQLite for several processes:
 
-- `journal:PATH` - Optuna's JournalStorage on a file (appends under a `flock` that dies with its holder, `tune/journal.py`):
-  local worker processes; the default when `hpo.workers > 1` is `run_dir/study.journal`;
+- `journal:PATH` - Optuna's JournalStorage on a file (appends under a `flock` that dies with its
+  holder, `tune/journal.py`): local worker processes; the default when `hpo.workers > 1` is
+  `run_dir/study.journal`;
 - `postgresql://user@host/db` - Optuna's RDBStorage with heartbeats: workers on several machines
   join with `cgtrain worker --study URI --run-dir DIR`.
 

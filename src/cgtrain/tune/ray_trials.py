@@ -72,7 +72,7 @@ def drive(uri: str, run_dir: Path, name: str, started: float, tasks: int, addres
                             if t.user_attrs.get("ray_task") == token]
                     lost += parallel.requeue(study, dead)
                     if isinstance(exc, ray.exceptions.RayTaskError):
-                        raise  # the task's own error (its data, the storage): the lead restarts this driver or reports it
+                        raise  # the task's own error (data, storage): the lead restarts the driver or reports it
                     print(f"a Ray task failed ({type(exc).__name__}); {len(dead)} trial(s) queued again",
                           file=sys.stderr)
     finally:
