@@ -164,5 +164,9 @@ def test_ordinal_names_other_languages_and_transformer():
     doc = token_doc("def f(a, b):\n    return a.x + len(b)\n", "python", ordinal_names=True)
     assert doc.endswith("<names> def f ( <v0> , <v1> ) : return <v0> . x + len ( <v1> )")
     assert token_doc("x = y", "haskell", ordinal_names=True).endswith("<names> <v0> = <v1>")  # Pygments path
+    # ... where the lexer's keywords stay keywords (only what it calls a Name is numbered)
+    code = "f count = let total = count + 1 in if total > 2 then total else count"
+    assert token_doc(code, "haskell", split_names=False, ordinal_names=True).split(" <names> ")[1] == \
+        "<v0> <v1> = let <v2> = <v1> + 1 in if <v2> > 2 then <v2> else <v1>"
     tok = CodeTokenizer(language="c", ordinal_names=True)
     assert tok.transform(["int n = m;"]) == ["int n = m ; <names> int <v0> = <v1> ;"]

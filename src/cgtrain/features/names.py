@@ -2,7 +2,6 @@
 the copy `features.ordinal_names` appends to a token doc (see `cgtrain.features.tokenizer`)."""
 from __future__ import annotations
 
-import re
 
 
 def ordinal(tokens: list[str], is_name: list[bool], keep: frozenset) -> list[str]:
@@ -28,4 +27,3 @@ def ordinal(tokens: list[str], is_name: list[bool], keep: frozenset) -> list[str
 
 
 _MEMBER_OPS = frozenset((".", "->", "::", "?."))
-NAME = re.compile(r"[^\W\d]\w*")

@@ -26,7 +26,8 @@ def cache_dir() -> Path:
 
 def docs_key(codes: list[str], language: str | None, split_names: bool, string_words: bool = False,
              ordinal_names: bool = False) -> str:
-    names = "|ordinal" if ordinal_names else ""  # keys of the earlier settings stay as they were
+    names = "|ordinal2" if ordinal_names else ""  # keys of the earlier settings stay as they were (2: Pygments
+    # languages' keywords are no longer numbered)
     h = hashlib.sha256(f"{TOKENIZER_VERSION}|{language}|{int(split_names)}|{int(string_words)}{names}|{len(codes)}|"
                        .encode())
     for code in codes:

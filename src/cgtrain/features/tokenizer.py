@@ -15,7 +15,7 @@ from functools import lru_cache
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from cgtrain.features.keywords import _C_KEEP, _GO_KEEP, _JS_KEEP, _PHP_KEEP, _PY_KEEP, _RUST_KEEP, _SCRIPT_KEEP
-from cgtrain.features.names import NAME, ordinal
+from cgtrain.features.names import ordinal
 
 STR, CHR, NUM, FLOAT = "<str>", "<chr>", "<num>", "<float>"
 NAMES_SEP = "<names>"  # ordinal_names: the tokens again after it, names numbered by first use
@@ -218,17 +218,23 @@ def _lex(code: str, fam: _Family, split_names: bool = True, string_words: bool =
     return out
 
 
-def _pygments_tokens(code: str, lexer, split_names: bool = True, string_words: bool = False) -> list[str]:
-    """Fallback for languages without a regex family; slow but broad."""
+def _pygments_tokens(code: str, lexer, split_names: bool = True, string_words: bool = False,
+                     ordinal_names: bool = False) -> list[str]:
+    """Fallback for languages without a regex family; slow but broad. With ordinal_names, the same pass
+    collects the tokens with names whole, names being what the lexer calls Name (never its keywords)."""
     from pygments.token import Comment, Name, Number, String
 
     out: list[str] = []
+    whole: list[str] = []  # ordinal_names: the tokens with names whole (no string words), and which are names
+    is_name: list[bool] = []
     fam = _FAMILIES["c"]
     in_string = False
     for ttype, value in lexer.get_tokens(code):
         if ttype in String:
             if not in_string:
                 out.append(CHR if ttype in String.Char else STR)
+                whole.append(out[-1])
+                is_name.append(False)
             if string_words and ttype not in String.Char:
                 out.extend(_STRING_WORD.findall(value))
             in_string = True
@@ -237,11 +243,19 @@ def _pygments_tokens(code: str, lexer, split_names: bool = True, string_words: b
         if ttype in Comment or not value.strip():
             continue
         if ttype in Number:
-            out.append(FLOAT if ttype in Number.Float else _number(value.strip()))
+            tokens, names = [FLOAT if ttype in Number.Float else _number(value.strip())], False
+            out.extend(tokens)
         elif ttype in Name and value.isidentifier():
             out.extend(fam.name_tokens(value) if split_names else [value])
+            tokens, names = [value], True
         else:
             out.extend(_lex(value, fam, split_names, string_words))
+            tokens, names = (_lex(value, fam, False, False) if ordinal_names else []), False
+        if ordinal_names:
+            whole.extend(tokens)
+            is_name.extend([names] * len(tokens))
+    if ordinal_names:
+        out += [NAMES_SEP, *ordinal(whole, is_name, fam.keep_set)]
     return out
 
 
@@ -329,11 +343,7 @@ def tokenize_code(code: str, language: str | None = None, split_names: bool = Tr
     if isinstance(lexer, _Family):
         return _lex(code, lexer, split_names, string_words, ordinal_names)
     try:
-        out = _pygments_tokens(code, lexer, split_names, string_words)
-        if ordinal_names:
-            whole = _pygments_tokens(code, lexer, False, False)
-            out += [NAMES_SEP, *ordinal(whole, [bool(NAME.fullmatch(t)) for t in whole], _FAMILIES["c"].keep_set)]
-        return out
+        return _pygments_tokens(code, lexer, split_names, string_words, ordinal_names)
     except Exception:
         return _lex(code, _FAMILIES["c"], split_names, string_words, ordinal_names)
 

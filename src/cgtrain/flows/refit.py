@@ -75,7 +75,7 @@ def _final_fit(request, p: Prepared, fit_on, fitted: Fitted, fit_s: float, say,
     if time_left is None:
         say(f"refit: once more on all {len(all_rows)} rows (training + test) for the saved model")
         return fit_on(all_rows), len(all_rows)
-    need = final_fit_need(fit_s, n_train, len(all_rows))  # the rule AutoML's reserve planned with
+    need = final_fit_need(fit_s, n_train, len(all_rows))  # from the refit it just timed: linear in rows, + 5%
     budget_s = getattr(request.hpo, "budget_s", None) or 0.0
     allowed = time_left() + FINAL_OVERRUN_SHARE * budget_s - TAIL_S
     if allowed < FINAL_TRY_SHARE * need:
