@@ -78,11 +78,15 @@ def invoke(*args, input: str | None = None):
     return CliRunner().invoke(app, [str(a) for a in args], input=input)
 
 
-def wait_for(predicate, timeout: float = 120, what: str = "condition") -> None:
+def wait_for(predicate, timeout: float = 120, what: str = "condition", proc: subprocess.Popen | None = None) -> None:
+    """Poll `predicate`; fail at `timeout`, or at once (with its output) when `proc` ended before it held."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if predicate():
             return
+        if proc is not None and proc.poll() is not None:
+            out, err = proc.communicate()
+            raise AssertionError(f"the process ended (exit {proc.returncode}) before {what}:\n{(out + err)[-3000:]}")
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
 

@@ -45,7 +45,7 @@ def _resume(req, run):
 def test_ctrl_c_says_how_to_resume_and_resume_ends_with_n_trials(slow):
     req, run = slow
     proc = start("train", req, "--run-dir", run, "--no-track")
-    wait_for(lambda: _mid_study(run), what="a running trial")
+    wait_for(lambda: _mid_study(run), what="a running trial", proc=proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
@@ -71,7 +71,7 @@ def _study(run):
 def test_kill_9_then_resume_takes_over_the_stale_lock(slow):
     req, run = slow
     proc = start("train", req, "--run-dir", run, "--no-track")
-    wait_for(lambda: _mid_study(run), what="a running trial")
+    wait_for(lambda: _mid_study(run), what="a running trial", proc=proc)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
     holder = json.loads((run / "run.lock").read_text())
@@ -86,7 +86,7 @@ def test_a_second_process_on_a_running_run_dir_is_refused_and_the_first_finishes
     import cgtrain.flows.supervised  # noqa: F401
     first = start("train", req, "hpo.n_trials=15", "--run-dir", run, "--no-track")
     try:
-        wait_for(lambda: _mid_study(run), what="a running trial")
+        wait_for(lambda: _mid_study(run), what="a running trial", proc=first)
         for args in ((), ("--resume",)):  # this test's own process is the second one: no start-up to wait for
             second = invoke("train", req, "hpo.n_trials=15", "--run-dir", run, "--no-track", *args)
             assert second.exit_code == 2, second.output
