@@ -14,9 +14,13 @@ N_TRIALS = 5
 
 @pytest.fixture()
 def slow(tmp_path):
-    """A request whose trials take a moment (240 rows), so a signal lands during the study."""
+    """A request whose every trial takes a second or more (a 200-tree forest per fold), so a signal lands
+    during the study on any machine; logreg's trials of 0.0-0.1 s let the study end between two polls."""
     data = write_jsonl(tmp_path / "data.jsonl", tiny_rows(60, per_group=4))
-    return write_request(tmp_path, data, hpo={"n_trials": N_TRIALS}), tmp_path / "run"
+    forest = {"family": "random_forest", "params": {"n_estimators": 200, "n_jobs": 1, "max_depth": None,
+                                                    "max_features": "sqrt"},
+              "space": {"min_samples_leaf": {"type": "int", "low": 1, "high": 5}}}
+    return write_request(tmp_path, data, hpo={"n_trials": N_TRIALS}, candidates=[forest]), tmp_path / "run"
 
 
 def _states(run):
