@@ -59,3 +59,23 @@ def test_a_family_whose_trial_on_all_rows_cannot_fit_the_time_left_is_dropped():
     ctl._drop_out_of_reach(100.0)
     assert slow.skipped.startswith("a trial on all rows (~400s)") and said == [f"automl: stop mlp: {slow.skipped}"]
     assert not quick.skipped and not done.skipped  # at full fidelity already: its own trials are the candidates
+
+
+def test_a_trials_fixed_cost_is_not_read_as_a_slow_machine():
+    """wine / iris (150-180 rows, 5 folds): sgd's prior of 0.03 s took 0.7 s, all of it the trial's own overhead;
+    read as a 23x slower machine, random forest (prior 1.7 s) was estimated at 37 s and skipped from a 60 s budget."""
+    from cgtrain.tune.automl import Controller, FamilyState
+
+    ctl = Controller.__new__(Controller)
+    levels = [1.0]
+    sgd, logreg, forest = FamilyState("sgd", levels, 0.03), FamilyState("logreg", levels, 0.1), \
+        FamilyState("random_forest", levels, 1.7)
+    sgd.costs, logreg.costs = [(1.0, 0.7)], [(1.0, 0.8)]
+    ctl.states = {"sgd": sgd, "logreg": logreg, "random_forest": forest}
+    assert ctl.overhead() == 0.7 and ctl.slowdown() == 1.0
+    assert abs(ctl.unmeasured_cost(forest, 1.0) - 2.4) < 1e-9
+    # where a measured family's own work dominates, its slowdown still counts (a busy machine slows them all)
+    lightgbm = FamilyState("lightgbm", levels, 10.0)
+    lightgbm.costs = [(1.0, 30.7)]
+    ctl.states["lightgbm"] = lightgbm
+    assert abs(ctl.slowdown() - 3.0) < 1e-9 and abs(ctl.unmeasured_cost(forest, 1.0) - (0.7 + 5.1)) < 1e-9

@@ -195,8 +195,8 @@ class Controller:
         self._drop_out_of_reach(left)
         for s in self.live():
             if not s.costs and s.failures == 0:  # probe, cheapest first
-                cost = s.cost() * self.slowdown() + self._feature_cost(reuse=True)
-                full = s.cost(1.0) * self.slowdown()
+                cost = self.unmeasured_cost(s, s.fidelity) + self._feature_cost(reuse=True)
+                full = self.unmeasured_cost(s, 1.0)
                 if cost > PROBE_SHARE * max(left, 0.0) or cost > PROBE_BUDGET_SHARE * self.budget.total_s:
                     s.skipped = f"its first trial (~{cost:.0f}s) is too costly for the {left:.0f}s left"
                 elif FAMILIES.get(s.name).epoch_validation and full > left:  # a net's prior is measured, not rough
@@ -228,11 +228,22 @@ class Controller:
         fold_rows = float(np.median([len(tr) for tr, _ in self.prepared.folds]))
         return CODE_TREE_COST * fold_rows / 1000 * len(self.prepared.folds)
 
+    def overhead(self) -> float:
+        """Seconds any trial costs whatever its family (folds, storage, scoring): the fastest trial measured."""
+        return min((sec for s in self.states.values() for _, sec in s.costs), default=0.0)
+
     def slowdown(self) -> float:
-        """How much dearer than their prior the measured families ran on this machine and data (the largest
-        ratio: a busy machine slows every family; unmeasured ones are probed only if they fit even so)."""
-        ratios = [max(s.cost(1.0) / max(s.prior_s, 1e-9), 0.0) for s in self.states.values() if s.costs]
+        """How much dearer than their prior the measured families' fits ran on this machine and data (the largest
+        ratio: a busy machine slows every family; unmeasured ones are probed only if they fit even so). The fixed
+        cost of a trial is taken out first, and a family whose prior is below it says nothing: a 0.03 s prior
+        that took 0.7 s on a 150-row table is the trial's overhead, not a 23x slower machine."""
+        floor = self.overhead()
+        ratios = [(s.cost(1.0) - floor) / s.prior_s for s in self.states.values() if s.costs and s.prior_s >= floor]
         return max([1.0, *ratios])
+
+    def unmeasured_cost(self, s: FamilyState, fidelity: float) -> float:
+        """A family's first trial at `fidelity`, before any of its own: the overhead plus its prior, slowed."""
+        return self.overhead() + s.cost(fidelity) * self.slowdown()
 
     def _feature_cost(self, reuse: bool) -> float:
         """Seconds a trial spends building fold features: none when it reuses the cached best featurisation."""
