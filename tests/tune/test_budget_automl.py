@@ -30,7 +30,11 @@ def test_budgeted_run_holds_its_budget_and_probes_cheap_families_first(tmp_path,
     assert "textcnn" not in probes[:2]  # the dearest family never goes first (linear_svm's probe may not fit)
     assert study.user_attrs["automl"]["budget_s"] == BUDGET
     assert (tmp_path / "run/model.skops").is_file() and result.metrics["test"]["f1"] >= 0
-    full = [t for t in study.trials if t.state.name == "COMPLETE" and t.user_attrs.get("fidelity") == 1.0]
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    for t in done:  # each fold's fit alone (forked or in-process) beside the fold's time, for the reserve's plan
+        fits, folds = t.user_attrs["fold_fit_seconds"], t.user_attrs["fold_seconds"]
+        assert len(fits) == len(folds) and all(0 < f <= s for f, s in zip(fits, folds))
+    full = [t for t in done if t.user_attrs.get("fidelity") == 1.0]
     if len(full) >= 2:  # the ensemble step weighs two or more full-fidelity trials (fewer on a busy machine)
         assert json.loads((tmp_path / "run/ensemble.json").read_text())["method"] == "auto"
 

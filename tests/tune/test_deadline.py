@@ -47,10 +47,11 @@ def test_a_fold_fit_past_the_trial_limit_is_stopped_inside_the_fit():
 
     hooks, trial = TrialHooks(store_oof=False, limit_s=lambda t: 1.0), FakeTrial()
     hooks.start(trial)
-    assert hooks.run_fold(trial, 0, lambda: ("model", np.ones((2, 2))), interruptible=False)[1].shape == (2, 2)
+    model, proba, fit_s = hooks.run_fold(trial, 0, lambda: ("model", np.ones((2, 2)), 0.25), interruptible=False)
+    assert model is None and proba.shape == (2, 2) and fit_s == 0.25  # the forked child sends back its fit's seconds
     start = time.monotonic()
     with pytest.raises(TrialTimeout):
-        hooks.run_fold(trial, 1, lambda: (time.sleep(30), None), interruptible=False)
+        hooks.run_fold(trial, 1, lambda: (time.sleep(30), None, 0.0), interruptible=False)
     assert time.monotonic() - start < 5 and trial.user_attrs["fit_stopped"] is True
     with pytest.raises(TrialTimeout):  # features that would take longer than what is left are not built
         hooks.check_time(trial, 2, need_s=60)

@@ -42,13 +42,15 @@ def make_evaluator(request: TrainingRequest, prepared: Prepared, cache: FoldCach
                 X_tr, y_tr = hooks.before_fold(trial, k, X_tr, y_tr)
 
                 def fit_predict(X_tr=X_tr, y_tr=y_tr, X_va=X_va, y_va=y_va, k=k):
+                    t0 = time.perf_counter()  # the fit alone: a refit fits, it does not predict a validation fold
                     m = fit_family(request, family, params, X_tr, y_tr, val=(X_va, y_va),
                                    on_epoch=hooks.on_epoch(trial, epoch_reporter(trial, k, params)))
-                    return m, outputs(m, X_va, prepared)
+                    fit_s = time.perf_counter() - t0
+                    return m, outputs(m, X_va, prepared), fit_s
 
-                model, proba = hooks.run_fold(trial, k, fit_predict, interruptible)
+                model, proba, fit_s = hooks.run_fold(trial, k, fit_predict, interruptible)
                 scores.append(score(metric, y_va, proba))
-                hooks.after_fold(trial, k, model, X_va, proba)
+                hooks.after_fold(trial, k, model, X_va, proba, fit_s)
                 if model is not None and FAMILIES.get(family).epoch_validation:  # reported per epoch; keep the epoch
                     epochs.append(int(model.history_["best_epoch"]) + 1)
                 else:

@@ -87,7 +87,8 @@ class TrialHooks:
         self._state: dict[int, dict[str, Any]] = {}
 
     def _of(self, trial) -> dict[str, Any]:
-        return self._state.setdefault(trial.number, {"start": time.perf_counter(), "oof": [], "fold_s": []})
+        return self._state.setdefault(trial.number,
+                                      {"start": time.perf_counter(), "oof": [], "fold_s": [], "fit_s": []})
 
     @staticmethod
     def fidelity(trial) -> float:
@@ -110,8 +111,9 @@ class TrialHooks:
             raise TrialTimeout(f"trial time limit: ~{need_s:.1f}s needed with {left:.1f}s left after {k} fold(s)")
 
     def run_fold(self, trial, k: int, fit_predict: Callable[[], tuple], interruptible: bool) -> tuple:
-        """(model, proba) of one fold. Under a time limit a fit that cannot stop itself (scikit-learn solvers,
-        LightGBM) runs in a child process that is ended at the limit; it returns (None, proba)."""
+        """(model, proba, fit seconds) of one fold, from `fit_predict` giving the same. Under a time limit a fit that
+        cannot stop itself (scikit-learn solvers, LightGBM) runs in a child process that is ended at the limit; it
+        returns (None, proba, fit seconds)."""
         left = self.time_left(trial)
         if left is None:
             return fit_predict()
@@ -119,7 +121,7 @@ class TrialHooks:
 
         try:  # the training loop checks the limit at every step; a forked child sends back only the predictions
             return call_within(fit_predict, left, True) if interruptible else \
-                (None, call_within(lambda: fit_predict()[1], left, False))
+                (None, *call_within(lambda: fit_predict()[1:], left, False))
         except DeadlineExceeded:
             spent = round(time.perf_counter() - self._of(trial)["start"], 2)
             trial.set_user_attr("timed_out", spent)
@@ -157,9 +159,11 @@ class TrialHooks:
 
         return on_epoch
 
-    def after_fold(self, trial, k: int, model, X_va, proba: np.ndarray) -> None:
+    def after_fold(self, trial, k: int, model, X_va, proba: np.ndarray, fit_s: float | None = None) -> None:
         state = self._of(trial)
         state["fold_s"].append(time.perf_counter() - state.get("fold_start", state["start"]))
+        if fit_s is not None:
+            state["fit_s"].append(fit_s)
         state["oof"].append(np.asarray(proba))
         if self.measure_costs and k == 0 and model is not None:
             trial.set_user_attr("latency_ms", latency_ms(model, X_va))
@@ -170,6 +174,8 @@ class TrialHooks:
         if state is None:
             return
         trial.set_user_attr("fold_seconds", [round(s, 3) for s in state["fold_s"]])
+        if len(state["fit_s"]) == len(state["fold_s"]):  # the fits alone (no fork, no validation predict)
+            trial.set_user_attr("fold_fit_seconds", [round(s, 3) for s in state["fit_s"]])
         if self.store_oof and self.run_dir is not None and self.fidelity(trial) >= 1.0:
             save_oof(self.run_dir, trial.number, state["oof"])
 
