@@ -86,10 +86,10 @@ def _fit_median(trial: optuna.trial.FrozenTrial) -> float:
 
 def row_exponent(trials: Iterable[optuna.trial.FrozenTrial], family: str, fold_rows: float) -> float | None:
     """How a family's fit seconds (a fold's, when no fit alone was recorded) grow with its training rows, or None
-    when no one configuration of it ran at two row counts far enough apart. The slope (log-log) is fitted within each configuration (its params and
-    featurisation: a trial at fidelity 1 with twice the trees is no point on the curve of one at 0.25; mixing
-    them read LightGBM's 0.69 as 0.97 on Juliet: its refit planned 25.6 s, took 21.2 s); the median over
-    configurations."""
+    when no one configuration of it ran at two row counts far enough apart. The slope (log-log) is fitted within
+    each configuration (its params and featurisation: a trial at fidelity 1 with twice the trees is no point on the
+    curve of one at 0.25; mixing them read LightGBM's 0.69 as 0.97 on Juliet: its refit planned 25.6 s, took
+    21.2 s); the median over configurations."""
     groups: dict[tuple, dict[float, list[float]]] = {}
     for t in _done(trials):
         if t.user_attrs.get("family") == family:
