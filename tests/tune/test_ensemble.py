@@ -7,6 +7,7 @@ import optuna
 from optuna.distributions import FloatDistribution
 from sklearn.linear_model import LogisticRegression
 
+from cgtrain.evaluate.metrics import score
 from cgtrain.models.ensemble import EnsembleModel, beats, greedy_weights
 from cgtrain.artifacts.files import load_model, save_model
 from cgtrain.tune.ensemble_select import choose_ensemble
@@ -83,6 +84,15 @@ def test_greedy_weights_prefer_the_better_member():
     assert w[1] > w[0] and abs(w.sum() - 1) < 1e-9
 
 
+def test_greedy_weights_for_a_label_metric_judge_the_probabilities():
+    """F1 at p = 0.5 cannot tell a member that is barely right from one that is surely right (the decision threshold
+    is chosen later, on the blend): for a metric of labels the blend is chosen on log loss."""
+    timid, sure = _proba(np.where(Y == 1, 0.51, 0.49)), _proba(np.where(Y == 1, 0.99, 0.01))
+    assert score("f1", Y, timid) == score("f1", Y, sure) == 1.0
+    assert list(greedy_weights([timid, sure], Y, "f1")) == [0.0, 1.0]
+    assert list(greedy_weights([timid, sure], Y, "accuracy")) == [0.0, 1.0]
+
+
 def test_an_ensemble_model_saves_as_skops_and_predicts_the_blend(tmp_path):
     X = RNG.normal(size=(200, 4))
     y = (X[:, 0] + X[:, 1] > 0).astype(int)
@@ -136,6 +146,6 @@ def test_an_ensemble_gives_up_its_slowest_members_before_the_final_fit_on_all_ro
     assert choice is not None and sorted(choice.trials) == [0, 1]
     study = _study(tmp_path, probas, seconds={0: 1.0, 1: 1.0, 2: 10.0})
     # with no time for even two members and the final fit, the best single trial keeps its final fit
-    choice = choose_ensemble(req, tmp_path, prepared, study, say=lambda m: None, started=time.time() - 192)
+    choice = choose_ensemble(req, tmp_path, prepared, study, say=lambda m: None, started=time.time() - 194)
     record = json.loads((tmp_path / "ensemble.json").read_text())
     assert choice is None and "final fit" in record["reason"], record["reason"]

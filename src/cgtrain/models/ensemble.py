@@ -27,6 +27,7 @@ from cgtrain.evaluate.metrics import greater_is_better, score
 GREEDY_ROUNDS = 20
 PATIENCE = 4  # rounds without a better blend before the greedy search stops
 METHODS = ("voting", "stacking")
+LABEL_METRICS = frozenset({"accuracy", "balanced_accuracy", "precision", "recall", "f1", "mcc"})  # of labels
 
 
 # --- choosing on OOF predictions -------------------------------------------------------
@@ -34,14 +35,28 @@ def _cat(parts: list[np.ndarray], folds: list[int]) -> np.ndarray:
     return np.concatenate([parts[j] for j in folds])
 
 
+def _log_loss(y: np.ndarray, proba: np.ndarray) -> float:
+    p = np.clip(proba[np.arange(len(y)), np.asarray(y, dtype=int)], 1e-7, 1.0)
+    return float(-np.mean(np.log(p)))
+
+
 def greedy_weights(preds: list[np.ndarray], y: np.ndarray, metric: str, rounds: int = GREEDY_ROUNDS) -> np.ndarray:
-    """Caruana's greedy selection with replacement, starting from the best single member."""
-    sign = 1.0 if greater_is_better(metric) else -1.0
+    """Caruana's greedy selection with replacement, starting from the best single member. For a metric of labels
+    (f1, accuracy, mcc, ...: LABEL_METRICS) the blend is chosen on log loss, a proper score of its probabilities:
+    the decision threshold is chosen after it (qa.threshold), and a metric of labels at p = 0.5 is a step function
+    that a few flipped rows move (Juliet, 2 folds: chosen on F1 it kept LightGBM + logreg at 0.5 / 0.5 of five
+    members, CV F1 0.8662, and stacking all five scored 0.8659)."""
+    label = metric in LABEL_METRICS and preds[0].ndim == 2
+    sign = 1.0 if label or greater_is_better(metric) else -1.0
+
+    def value(proba: np.ndarray) -> float:
+        return -_log_loss(y, proba) if label else sign * score(metric, y, proba)
+
     counts = np.zeros(len(preds))
     total = np.zeros_like(preds[0])
     best, best_counts, stale = -np.inf, counts, 0
     for _ in range(rounds):
-        trial_scores = [sign * score(metric, y, (total + p) / (counts.sum() + 1)) for p in preds]
+        trial_scores = [value((total + p) / (counts.sum() + 1)) for p in preds]
         pick = int(np.nanargmax(trial_scores))
         counts = counts.copy()
         counts[pick] += 1
