@@ -29,7 +29,7 @@ import optuna
 
 DEFAULT_EXPONENT = 0.7  # until measured. Fold times carry a fixed part (the forked fit, the validation predict) that
 # a refit does not, so they grow below linearly with rows (measured on Juliet and tables: LightGBM 0.4-0.6, logreg
-# 0.5-0.8, SGD 0.9, naive Bayes and ridge <= 0.3): a truly linear family is then under-planned by ~10%
+# 0.5-0.8, SGD 0.9, naive Bayes and ridge <= 0.3): a truly linear family refit on 2x its fold rows is under-planned ~20%
 MIN_EXPONENT, MAX_EXPONENT = 0.3, 1.3
 MIN_SPREAD = 1.8  # row counts at least this far apart (max / min) before an exponent is fitted
 SAFETY = 1.0  # on the refit and its test. At 1.1 the reserve planned 6 s more than the steps took on average (Juliet,
