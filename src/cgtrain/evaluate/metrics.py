@@ -22,13 +22,14 @@ class Metric:
     name: str
     fn: Callable[[np.ndarray, np.ndarray, np.ndarray, bool], float]
     greater_is_better: bool = True
+    of_labels: bool = False  # reads only the predicted labels (argmax), not the probabilities
 
 
 METRICS: Registry[Metric] = Registry("metric")
 
 
-def _add(name: str, fn, greater_is_better: bool = True) -> None:
-    METRICS.add(name, Metric(name, fn, greater_is_better))
+def _add(name: str, fn, greater_is_better: bool = True, of_labels: bool = False) -> None:
+    METRICS.add(name, Metric(name, fn, greater_is_better, of_labels))
 
 
 def _avg(multiclass: bool) -> str:
@@ -50,14 +51,14 @@ def _pr_auc(y, pred, score, multi):
     return skm.average_precision_score(y, score)
 
 
-_add("accuracy", lambda y, p, s, m: skm.accuracy_score(y, p))
-_add("balanced_accuracy", lambda y, p, s, m: skm.balanced_accuracy_score(y, p))
-_add("precision", lambda y, p, s, m: skm.precision_score(y, p, average=_avg(m), zero_division=0))
-_add("recall", lambda y, p, s, m: skm.recall_score(y, p, average=_avg(m), zero_division=0))
-_add("f1", lambda y, p, s, m: skm.f1_score(y, p, average=_avg(m), zero_division=0))
+_add("accuracy", lambda y, p, s, m: skm.accuracy_score(y, p), of_labels=True)
+_add("balanced_accuracy", lambda y, p, s, m: skm.balanced_accuracy_score(y, p), of_labels=True)
+_add("precision", lambda y, p, s, m: skm.precision_score(y, p, average=_avg(m), zero_division=0), of_labels=True)
+_add("recall", lambda y, p, s, m: skm.recall_score(y, p, average=_avg(m), zero_division=0), of_labels=True)
+_add("f1", lambda y, p, s, m: skm.f1_score(y, p, average=_avg(m), zero_division=0), of_labels=True)
 _add("roc_auc", _roc_auc)
 _add("pr_auc", _pr_auc)
-_add("mcc", lambda y, p, s, m: skm.matthews_corrcoef(y, p))
+_add("mcc", lambda y, p, s, m: skm.matthews_corrcoef(y, p), of_labels=True)
 
 REPORTED = ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "mcc")
 
@@ -149,6 +150,11 @@ def anomaly_metrics(scores, y_true=None, ks=(10, 50, 100)) -> dict[str, float]:
 
 def greater_is_better(name: str) -> bool:
     return METRICS.get(name).greater_is_better
+
+
+def of_labels(name: str) -> bool:
+    """Whether the metric reads only predicted labels (F1, accuracy, MCC...): a step function of the probabilities."""
+    return METRICS.get(name).of_labels
 
 
 def score(name: str, y_true, proba: np.ndarray) -> float:

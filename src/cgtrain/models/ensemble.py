@@ -22,12 +22,11 @@ import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.linear_model import LogisticRegression, Ridge
 
-from cgtrain.evaluate.metrics import greater_is_better, score
+from cgtrain.evaluate.metrics import greater_is_better, of_labels, score
 
 GREEDY_ROUNDS = 20
 PATIENCE = 4  # rounds without a better blend before the greedy search stops
 METHODS = ("voting", "stacking")
-LABEL_METRICS = frozenset({"accuracy", "balanced_accuracy", "precision", "recall", "f1", "mcc"})  # of labels
 
 
 # --- choosing on OOF predictions -------------------------------------------------------
@@ -36,21 +35,23 @@ def _cat(parts: list[np.ndarray], folds: list[int]) -> np.ndarray:
 
 
 def _log_loss(y: np.ndarray, proba: np.ndarray) -> float:
+    """Mean negative log probability of the true class (sklearn's log_loss warns on every float32 blend whose rows
+    sum to 1 +- 1e-7, 20 rounds x members x folds times per study)."""
     p = np.clip(proba[np.arange(len(y)), np.asarray(y, dtype=int)], 1e-7, 1.0)
     return float(-np.mean(np.log(p)))
 
 
 def greedy_weights(preds: list[np.ndarray], y: np.ndarray, metric: str, rounds: int = GREEDY_ROUNDS) -> np.ndarray:
     """Caruana's greedy selection with replacement, starting from the best single member. For a metric of labels
-    (f1, accuracy, mcc, ...: LABEL_METRICS) the blend is chosen on log loss, a proper score of its probabilities:
+    (f1, accuracy, mcc, ...: `metrics.of_labels`) the blend is chosen on log loss, a proper score of its probabilities:
     the decision threshold is chosen after it (qa.threshold), and a metric of labels at p = 0.5 is a step function
     that a few flipped rows move (Juliet, 2 folds: chosen on F1 it kept LightGBM + logreg at 0.5 / 0.5 of five
     members, CV F1 0.8662, and stacking all five scored 0.8659)."""
-    label = metric in LABEL_METRICS and preds[0].ndim == 2
-    sign = 1.0 if label or greater_is_better(metric) else -1.0
+    sign = 1.0 if greater_is_better(metric) else -1.0
+    on_log_loss = of_labels(metric) and preds[0].ndim == 2
 
     def value(proba: np.ndarray) -> float:
-        return -_log_loss(y, proba) if label else sign * score(metric, y, proba)
+        return -_log_loss(y, proba) if on_log_loss else sign * score(metric, y, proba)
 
     counts = np.zeros(len(preds))
     total = np.zeros_like(preds[0])
