@@ -24,6 +24,7 @@ def test_code_automl_starts_from_the_named_baseline_and_searches_features(tmp_pa
     assert first.user_attrs["family"] == "logreg" and first.user_attrs["baseline"].startswith("baseline")
     assert json.loads(first.user_attrs["params"]) == {"C": 10.0, "class_weight": "balanced", "solver": "lbfgs"}
     assert json.loads(first.user_attrs["features"])["split_names"] is False
+    assert json.loads(first.user_attrs["features"])["name_flow"] is True  # what happens to each local name
     assert first.user_attrs["fidelity"] == 1.0
     second = study.trials[1]
     assert second.user_attrs["features"] == first.user_attrs["features"]
@@ -70,7 +71,7 @@ def test_code_automl_reads_large_data_with_two_folds_and_cheap_tree_and_linear_s
     assert build_request(small, 300, metric="f1", families=["logreg"]).validation.folds == 3
 
 
-def test_the_tree_default_on_code_is_lightgbm_at_full_fidelity_on_the_baselines_features():
+def test_the_tree_default_on_code_is_lightgbm_at_full_fidelity_on_the_baselines_features_but_name_flow():
     from types import SimpleNamespace
 
     from cgtrain.tune.automl import CODE_TREE, CODE_TREE_NAME, code_tree_trial
@@ -86,3 +87,6 @@ def test_the_tree_default_on_code_is_lightgbm_at_full_fidelity_on_the_baselines_
     table = SimpleNamespace(dataset=SimpleNamespace(table=object()), use_code=False)
     assert code_tree_trial(req, table, spaces, baseline) is None  # tables start from LightGBM defaults already
     assert code_tree_trial(SimpleNamespace(task="regression"), code, spaces, baseline) is None
+    # the linear baseline reads name-flow terms, the tree default does not (they cost LightGBM F1 on unseen families)
+    flow = ("logreg", {}, {"ngram_max": 3, "ordinal_names": True, "name_flow": True}, "baseline: tfidf + logreg")
+    assert code_tree_trial(req, code, spaces, flow)[2] == {"ngram_max": 3, "ordinal_names": True, "name_flow": False}

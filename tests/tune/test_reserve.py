@@ -122,6 +122,17 @@ def test_an_explored_dearer_featurisation_the_members_do_not_use_is_not_planned(
     assert post.refit_seconds([explored]) == pytest.approx(SAFETY * 10.0 * 25_000 / 20_000, rel=0.01)
 
 
+def test_members_that_featurise_differently_plan_each_featurisation_once():
+    post = PostStudy(_prepared(n_train=20_000, n_test=5_000), final_fit=False)
+    linear, tree, other = (_trial(f, 1.0, 0.0, feat_s=s) for f, s in (("lin", 2.0), ("tree", 4.0), ("sgd", 2.0)))
+    linear.user_attrs["features"] = other.user_attrs["features"] = '{"name_flow": true}'
+    tree.user_attrs["features"] = '{"name_flow": false}'
+    post.learn([linear, tree, other])
+    per_fold = SAFETY * 25_000 / 20_000  # a fold's featurising, on training + test rows
+    assert post.refit_seconds([linear, other]) == pytest.approx(1.0 * per_fold, rel=0.01)  # one shared featurizer
+    assert post.refit_seconds([linear, tree, other]) == pytest.approx((1.0 + 2.0) * per_fold, rel=0.01)
+
+
 def test_only_the_cgtrain_process_itself_counts_from_its_start(monkeypatch):
     """A test runner or a library caller running the command in process started long before the run: its
     budgets count from the run's start, and nothing leaks to the runs after it."""

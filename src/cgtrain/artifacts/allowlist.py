@@ -75,6 +75,7 @@ TRUSTED_TYPES: frozenset[str] = frozenset(_PLAIN | _ARRAYS | _SKLEARN | _LIGHTGB
 # function): ours, or a pure scikit-learn scoring function, each by exact name.
 TRUSTED_FUNCTIONS: frozenset[str] = frozenset({
     "cgtrain.features.featurizer.split_tokens",
+    "cgtrain.features.flow.flow_terms",
     "sklearn.feature_selection._univariate_selection.chi2",
     "sklearn.feature_selection._univariate_selection.f_classif",
     "sklearn.feature_selection._univariate_selection.f_regression",

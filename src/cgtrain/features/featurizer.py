@@ -1,7 +1,8 @@
-"""Token docs -> sparse feature matrix (token n-gram TF-IDF + code metrics).
+"""Token docs -> sparse feature matrix (token n-gram TF-IDF, name-flow TF-IDF, code metrics).
 
-Fitted state holds only sklearn/numpy objects and the module-level function
-`split_tokens`, so a fitted pipeline round-trips through skops with a trusted
+Fitted state holds only sklearn/numpy objects and the module-level functions
+`split_tokens` and `cgtrain.features.flow.flow_terms` (both in the allowlist of
+function references), so a fitted pipeline round-trips through skops with a trusted
 type list limited to cgtrain.*, sklearn.*, numpy.*, scipy.* and builtins.
 """
 
@@ -16,6 +17,7 @@ from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer,
 from sklearn.utils.validation import check_is_fitted
 
 from cgtrain.features.code_metrics import METRIC_NAMES, metrics_matrix
+from cgtrain.features.flow import flow_terms
 
 KINDS = ("tfidf", "hashing")
 
@@ -38,12 +40,15 @@ def _as_docs(X, *, allow_empty: bool) -> list[str]:
 
 
 class CodeFeaturizer(TransformerMixin, BaseEstimator):
-    """TF-IDF (or hashed TF-IDF) over token n-grams, plus scaled code metrics.
+    """TF-IDF (or hashed TF-IDF) over token n-grams, plus name-flow terms and scaled code metrics.
 
     min_df and max_features apply to kind="tfidf" only; n_hash_features to
-    kind="hashing" only. Metric columns are divided by their training maximum
-    (fitted `metrics_scale_`), so they stay non-negative, mostly in [0, 1], and
-    zero where the metric is zero; unseen docs may exceed 1.
+    kind="hashing" only. name_flow=True adds a TF-IDF block (its own l2 norm,
+    min_df as above) over the name-flow terms of docs that carry a numbered copy
+    (`cgtrain.features.flow`; ordinal_names docs); none when no doc has one.
+    Metric columns are divided by their training maximum (fitted
+    `metrics_scale_`), so they stay non-negative, mostly in [0, 1], and zero
+    where the metric is zero; unseen docs may exceed 1.
     """
 
     def __init__(
@@ -55,6 +60,7 @@ class CodeFeaturizer(TransformerMixin, BaseEstimator):
         sublinear_tf: bool = True,
         metrics: bool = True,
         n_hash_features: int = 2**18,
+        name_flow: bool = False,
     ):
         self.kind = kind
         self.ngram_max = ngram_max
@@ -63,6 +69,7 @@ class CodeFeaturizer(TransformerMixin, BaseEstimator):
         self.sublinear_tf = sublinear_tf
         self.metrics = metrics
         self.n_hash_features = n_hash_features
+        self.name_flow = name_flow
 
     def _text_params(self) -> dict:
         return dict(
@@ -101,20 +108,28 @@ class CodeFeaturizer(TransformerMixin, BaseEstimator):
     # tens of MB. Saved as one string array (a single .npy) it takes a second.
     def __getstate__(self):
         state = super().__getstate__()
-        vec = state.get("vectorizer_")
-        if isinstance(vec, TfidfVectorizer) and hasattr(vec, "vocabulary_"):
-            vec = copy.copy(vec)
-            terms = sorted(vec.vocabulary_, key=vec.vocabulary_.__getitem__)
-            del vec.vocabulary_
-            state = {**state, "vectorizer_": vec, "vocabulary_terms_": np.array(terms, dtype=np.str_)}
+        for attr in ("vectorizer_", "flow_vectorizer_"):
+            vec = state.get(attr)
+            if isinstance(vec, TfidfVectorizer) and hasattr(vec, "vocabulary_"):
+                vec = copy.copy(vec)
+                terms = sorted(vec.vocabulary_, key=vec.vocabulary_.__getitem__)
+                del vec.vocabulary_
+                key = "vocabulary_terms_" if attr == "vectorizer_" else "flow_terms_"
+                state = {**state, attr: vec, key: np.array(terms, dtype=np.str_)}
         return state
 
     def __setstate__(self, state):
         state = dict(state)
         terms = state.pop("vocabulary_terms_", None)
+        flow = state.pop("flow_terms_", None)
+        state.setdefault("name_flow", False)  # a model saved before name-flow terms existed
+        if "vectorizer_" in state:
+            state.setdefault("flow_vectorizer_", None)
         super().__setstate__(state)
         if terms is not None:
             self.vectorizer_.vocabulary_ = {str(t): i for i, t in enumerate(terms.tolist())}
+        if flow is not None:
+            self.flow_vectorizer_.vocabulary_ = {str(t): i for i, t in enumerate(flow.tolist())}
 
     def _forget_object_ids(self, result):
         # sklearn caches id(stop_words) on the vectorizer; an object id would make equal models differ on disk.
@@ -132,6 +147,28 @@ class CodeFeaturizer(TransformerMixin, BaseEstimator):
             counts = self.idf_transformer_.transform(counts)
         return counts
 
+    def _fit_flow(self, docs: list[str]) -> sp.csr_matrix | None:
+        self.flow_vectorizer_ = None
+        if not self.name_flow:
+            return None
+        vec = TfidfVectorizer(analyzer=flow_terms, min_df=self.min_df, sublinear_tf=self.sublinear_tf,
+                              dtype=np.float32)
+        try:
+            flow = vec.fit_transform(docs)
+        except ValueError:  # no doc has a numbered copy, or no term reaches min_df: no block
+            return None
+        vec.__dict__.pop("_stop_words_id", None)
+        self.flow_vectorizer_ = vec
+        return flow
+
+    def _flow(self, docs: list[str]) -> sp.csr_matrix | None:
+        vec = self.flow_vectorizer_
+        if vec is None:
+            return None
+        if not docs:
+            return sp.csr_matrix((0, len(vec.vocabulary_)), dtype=np.float32)
+        return vec.transform(docs)
+
     def _fit_metrics(self, docs: list[str]) -> np.ndarray | None:
         if not self.metrics:
             self.metrics_scale_ = None
@@ -145,12 +182,13 @@ class CodeFeaturizer(TransformerMixin, BaseEstimator):
         self.metrics_scale_ = scale
         return values
 
-    def _combine(self, text: sp.spmatrix, values: np.ndarray | None) -> sp.csr_matrix:
-        text = sp.csr_matrix(text, dtype=np.float32)
-        if values is None:
-            return text
-        scaled = sp.csr_matrix((values / self.metrics_scale_).astype(np.float32))
-        return sp.hstack([text, scaled], format="csr", dtype=np.float32)
+    def _combine(self, text: sp.spmatrix, flow: sp.spmatrix | None, values: np.ndarray | None) -> sp.csr_matrix:
+        blocks = [sp.csr_matrix(text, dtype=np.float32)] + ([] if flow is None else [flow])
+        if values is not None:
+            blocks.append(sp.csr_matrix((values / self.metrics_scale_).astype(np.float32)))
+        if len(blocks) == 1:
+            return blocks[0]
+        return sp.hstack(blocks, format="csr", dtype=np.float32)
 
     def fit(self, X, y=None):
         self.fit_transform(X, y)
@@ -159,13 +197,13 @@ class CodeFeaturizer(TransformerMixin, BaseEstimator):
     def fit_transform(self, X, y=None) -> sp.csr_matrix:
         docs = _as_docs(X, allow_empty=False)
         text = self._fit_text(docs)
-        return self._combine(text, self._fit_metrics(docs))
+        return self._combine(text, self._fit_flow(docs), self._fit_metrics(docs))
 
     def transform(self, X) -> sp.csr_matrix:
         check_is_fitted(self, "vectorizer_")
         docs = _as_docs(X, allow_empty=True)
         values = metrics_matrix(docs) if self.metrics_scale_ is not None else None
-        return self._combine(self._text(docs), values)
+        return self._combine(self._text(docs), self._flow(docs), values)
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         check_is_fitted(self, "vectorizer_")
@@ -173,6 +211,8 @@ class CodeFeaturizer(TransformerMixin, BaseEstimator):
             names = ["tok:" + t for t in self.vectorizer_.get_feature_names_out()]
         else:
             names = [f"hash:{i}" for i in range(self.vectorizer_.n_features)]
+        if self.flow_vectorizer_ is not None:
+            names += ["flow:" + t for t in self.flow_vectorizer_.get_feature_names_out()]
         if self.metrics_scale_ is not None:
             names += ["metric:" + m for m in METRIC_NAMES]
         return np.asarray(names, dtype=object)

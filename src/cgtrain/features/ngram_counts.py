@@ -5,7 +5,8 @@ columns survive min_df / max_features, their idf, the metric scales) is computed
 fold's training rows only, so the fold matrices equal what `CodeFeaturizer(kind="tfidf")` fitted on
 the fold's training rows gives (the same vocabulary, idf, sublinear tf and l2 norm), while the
 costly tokenising into n-grams happens once per token mode instead of once per fold and trial.
-Every ngram_max <= `max_n`, min_df >= 2, max_features, sublinear_tf and metrics setting shares it.
+Every ngram_max <= `max_n`, min_df >= 2, max_features, sublinear_tf, name_flow and metrics setting shares it
+(name-flow terms are counted once too, on first use).
 
 Columns are counted with min_df=2 over all rows: a column kept by a fold's min_df >= 2 appears
 in >= 2 training rows, so none is lost (min_df=1 would keep training singletons: the slow path).
@@ -18,6 +19,7 @@ from sklearn.feature_extraction.text import CountVectorizer
 
 from cgtrain.features.code_metrics import metrics_matrix
 from cgtrain.features.featurizer import split_tokens
+from cgtrain.features.flow import flow_terms
 
 MAX_N = 4
 
@@ -39,6 +41,17 @@ class NgramCounts:
         self.order = np.fromiter((t.count(" ") + 1 for t in terms), dtype=np.int8, count=len(terms))
         self.docs = docs
         self._metrics: np.ndarray | None = None
+        self._flow: sp.csr_matrix | None = None
+
+    def flow(self) -> sp.csr_matrix | None:
+        """Name-flow term counts of every row (terms in >= 2 rows), or None when no row has any."""
+        if self._flow is None:
+            vec = CountVectorizer(analyzer=flow_terms, min_df=2, dtype=np.float32)
+            try:
+                self._flow = vec.fit_transform(self.docs).tocsr()
+            except ValueError:  # no doc with a numbered copy
+                self._flow = sp.csr_matrix((len(self.docs), 0), dtype=np.float32)
+        return self._flow if self._flow.shape[1] else None
 
     def metrics(self) -> np.ndarray:
         if self._metrics is None:
@@ -59,6 +72,11 @@ class NgramCounts:
         n = X_tr.shape[0]
         idf = (np.log((1.0 + n) / (1.0 + df[keep])) + 1.0).astype(np.float32)
         out = [_weight(X_tr, idf, settings), _weight(X_va, idf, settings)]
+        flow = self.flow() if settings.get("name_flow") else None
+        if flow is not None:
+            F_tr, F_va = _tfidf_fold(flow, tr, va, int(settings["min_df"]), settings)
+            if F_tr is not None:
+                out = [sp.hstack([m, f], format="csr", dtype=np.float32) for m, f in zip(out, (F_tr, F_va))]
         if settings.get("metrics"):
             values = self.metrics()
             scale = values[tr].max(axis=0)
@@ -66,6 +84,19 @@ class NgramCounts:
             out = [sp.hstack([m, sp.csr_matrix((values[rows] / scale).astype(np.float32))], format="csr",
                              dtype=np.float32) for m, rows in zip(out, (tr, va))]
         return out[0], out[1]
+
+
+def _tfidf_fold(counts: sp.csr_matrix, tr: np.ndarray, va: np.ndarray, min_df: int, settings: dict):
+    """(train, validation) TF-IDF of `counts`' columns in >= min_df training rows, as TfidfVectorizer fits
+    them on the `tr` rows; (None, None) when no column is left (CodeFeaturizer then adds no block)."""
+    X_tr = counts[tr]
+    df = np.bincount(X_tr.indices, minlength=X_tr.shape[1])
+    keep = np.flatnonzero(df >= min_df)
+    if not len(keep):
+        return None, None
+    n = X_tr.shape[0]
+    idf = (np.log((1.0 + n) / (1.0 + df[keep])) + 1.0).astype(np.float32)
+    return _weight(X_tr[:, keep], idf, settings), _weight(counts[va][:, keep], idf, settings)
 
 
 def _weight(X: sp.csr_matrix, idf: np.ndarray, settings: dict) -> sp.csr_matrix:

@@ -11,7 +11,7 @@ from typing import Any
 from cgtrain.features.featurizer import CodeFeaturizer
 
 KEYS = ("kind", "ngram_max", "max_features", "min_df", "metrics", "split_names", "string_words", "ordinal_names",
-        "sublinear_tf")
+        "sublinear_tf", "name_flow")
 
 
 def feature_settings(features, searched: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -22,7 +22,10 @@ def feature_settings(features, searched: dict[str, Any] | None = None) -> dict[s
     out.setdefault("string_words", False)
     out.setdefault("ordinal_names", False)
     out.setdefault("sublinear_tf", True)
+    out.setdefault("name_flow", False)
     out.update(searched or {})
+    if not out["ordinal_names"]:  # name-flow terms are read from the numbered copy: none without it
+        out["name_flow"] = False
     return out
 
 
@@ -40,4 +43,5 @@ def code_featurizer(settings: dict[str, Any]) -> CodeFeaturizer:
     return CodeFeaturizer(kind=settings["kind"], ngram_max=int(settings["ngram_max"]),
                           max_features=None if settings["max_features"] is None else int(settings["max_features"]),
                           min_df=int(settings["min_df"]), metrics=bool(settings["metrics"]),
-                          sublinear_tf=bool(settings["sublinear_tf"]))
+                          sublinear_tf=bool(settings["sublinear_tf"]),
+                          name_flow=bool(settings.get("name_flow", False)))

@@ -157,9 +157,13 @@ CODE_FEATURE_SPACE = {
     "split_names": {"type": "categorical", "choices": [False, True]},
     "string_words": {"type": "categorical", "choices": [False, True]},
     "ordinal_names": {"type": "categorical", "choices": [True, False]},
+    "name_flow": {"type": "categorical", "choices": [True, False]},
     "sublinear_tf": {"type": "categorical", "choices": [True, False]},
     "metrics": {"type": "categorical", "choices": [False, True]},
 }
+# The featurisation a code request starts from: the anytime baseline's (cgtrain.tune.defaults.BASELINE_FEATURES)
+CODE_FEATURES = {"ngram_max": 3, "min_df": 3, "max_features": None, "split_names": False, "string_words": True,
+                 "ordinal_names": True, "name_flow": True, "metrics": False}
 # chi² columns a tree family sees on code text: a LightGBM tree's cost grows with the columns (Juliet, 60k rows,
 # 200 trees: 3k columns 31 s CPU, F1 0.899; 8k 50 s, 0.921; all 14.6k 81 s, 0.921)
 TREE_SELECT_K = 8_000
@@ -241,9 +245,7 @@ def build_request(data: Path, budget_s: float, metric: str | None = None, task: 
         dataset.setdefault("label_conflicts", "drop")  # the same code with both labels teaches nothing
     request: dict[str, Any] = {
         "name": name, "task": task, "seed": seed, "dataset": dataset,
-        **({} if tabular else {"features": {"space": CODE_FEATURE_SPACE, "ngram_max": 3, "min_df": 3,
-                                            "max_features": None, "split_names": False, "string_words": True,
-                                            "ordinal_names": True, "metrics": False}}),
+        **({} if tabular else {"features": {"space": CODE_FEATURE_SPACE, **CODE_FEATURES}}),
         "candidates": [(table_candidate if tabular else code_candidate)(f) for f in families_for(task, tabular, families)],
         "hpo": {"sampler": "tpe", "n_trials": 100_000, "budget_s": float(budget_s), "ensemble": "auto",
                 "warm_start": True},

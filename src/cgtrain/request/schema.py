@@ -148,7 +148,7 @@ class DatasetConfig(Strict):
 
 
 FEATURE_SEARCH_KEYS = ("kind", "ngram_max", "max_features", "min_df", "metrics", "split_names", "string_words",
-                       "ordinal_names", "sublinear_tf")
+                       "ordinal_names", "sublinear_tf", "name_flow")
 
 
 class FeaturesConfig(Strict):
@@ -161,6 +161,9 @@ class FeaturesConfig(Strict):
     string_words: bool = False  # also the words inside string literals (after their <str> token)
     ordinal_names: bool = False  # also the tokens with local names numbered by first use (`<v0> = <v1> ;`)
     sublinear_tf: bool = True
+    # also terms for what happens to each local name: ordered pairs of its uses' statement contexts
+    # (`@=_new_<v>>>delete_[_]@`, cgtrain.features.flow); read from the numbered copy, so with ordinal_names only
+    name_flow: bool = False
     # Featurisation searched with the model (fitted per fold, cached across trials that share it);
     # keys from FEATURE_SEARCH_KEYS, e.g. {ngram_max: {type: int, low: 1, high: 4}}
     space: dict[str, ParamSpec] | None = None

@@ -159,15 +159,18 @@ def refit_ensemble(request: TrainingRequest, choice: EnsembleChoice, trials: lis
     started = time.perf_counter()
     X_feat = featurizer.fit_transform(X_train, y_train) if featurizer is not None else None
     seconds = {"features": round(time.perf_counter() - started, 2)}  # where a refit's time goes (metrics.json)
-    fitted, described, own = [], [], {}
+    fitted, described, own, by_key = [], [], {}, {}
     for i, (n, inp) in enumerate(zip(choice.trials, inputs)):
         started = time.perf_counter()
         t = trials[n]
         family = t.user_attrs["family"]
         params = refit_params(json.loads(t.user_attrs["params"]), t.user_attrs.get("best_epochs"))
-        if inp == "features" and not shared:
-            feat = make_featurizer(request, studies.trial_features(t))
-            Xi = feat.fit_transform(X_train, y_train)
+        if inp == "features" and not shared:  # each distinct featurisation is fitted once, for its members
+            key = json.dumps(studies.trial_features(t), sort_keys=True)
+            if key not in by_key:
+                feat = make_featurizer(request, studies.trial_features(t))
+                by_key[key] = (feat, feat.fit_transform(X_train, y_train))
+            feat, Xi = by_key[key]
             fitted.append(Pipeline([("features", feat), ("model", fit_family(request, family, params, Xi, y_train))]))
             own[i] = "tokens"
         else:
