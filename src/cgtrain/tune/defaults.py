@@ -25,9 +25,9 @@ CODE_TREE = {"n_estimators": 200, "learning_rate": 0.1, "num_leaves": 63, "min_c
              "colsample_bytree": 0.3, "reg_lambda": 1.0}
 CODE_TREE_NAME = "default: lightgbm on chi² n-grams"
 # Name-flow terms (cgtrain.features.flow) are on for the linear baseline and off for the tree default: Juliet, unseen
-# families, 60k rows, seeds 0 / 2 (`python bench/name_flow.py --seeds 0,2`): logreg F1 0.914 -> 0.925 and
-# 0.903 -> 0.914 with them; LightGBM on the chi² top 8k columns loses with them (seed 2: 0.932 without, 0.920 with);
-# the average of the two scores best with the terms for logreg only (0.9425 / 0.9303, vs 0.9385 / 0.9286 with none).
+# families, 60k rows, seeds 0 / 1 / 2 (`python bench/name_flow.py --seeds 0,1,2`): logreg F1 0.914 / 0.913 / 0.903
+# without them, 0.925 / 0.926 / 0.914 with them; LightGBM on the chi² top 8k columns 0.942 / 0.949 / 0.932 without,
+# 0.928 / 0.933 / 0.920 with; the average of the two scores best with the terms for logreg only.
 # The anytime baseline on a table: LightGBM as shipped (100 trees, 31 leaves, every column per tree, no L2 beyond
 # the space's floor), not the family's code-text defaults (30% of the columns per tree: 1-3 of a 9-column table).
 TABLE_TREE = {"n_estimators": 100, "learning_rate": 0.1, "num_leaves": 31, "min_child_samples": 20,
