@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 
 from cgtrain.features.tokenizer import NAMES_SEP  # the numbered copy of a doc follows it
+
 _VAR = re.compile(r"<v\d+>\Z")
 _STOP = frozenset((";", "{", "}"))
 LEFT, RIGHT = 3, 5  # tokens of a use's statement context before and after it
@@ -43,7 +44,7 @@ def flow_terms(doc: str) -> list[str]:
     """The name-flow terms of a token doc; none when the doc has no numbered copy (`ordinal_names` off).
 
     A module-level function, so a fitted vectorizer that uses it as its analyzer stores by name (skops)."""
-    head, sep, numbered = doc.partition(f" {NAMES_SEP} ")
+    _, sep, numbered = doc.partition(f" {NAMES_SEP} ")
     if not sep:
         return []
     toks = numbered.split()
