@@ -87,6 +87,16 @@ def tc_conflicts(rows: list[dict]) -> np.ndarray:
     return np.array([len(labels[k]) > 1 for k in keys])
 
 
+def conflicted_ids(rows: list[dict]) -> tuple[dict[str, bool], dict[str, bool]]:
+    """(id -> code carries both labels with `tc_xxxxxx` masked (or under cgtrain's rule), id -> under cgtrain's
+    `label_conflicts` rule alone, which masks only names found in one row: the "hapax" set)."""
+    from cgtrain.data.conflicts import conflict_mask
+
+    hapax = conflict_mask([r["code"] for r in rows], [r["label"] for r in rows])
+    ids = [r["id"] for r in rows]
+    return dict(zip(ids, hapax | tc_conflicts(rows))), dict(zip(ids, hapax))
+
+
 def scores(y: np.ndarray, p1: np.ndarray, mask: np.ndarray, labels: np.ndarray | None = None,
            hapax: np.ndarray | None = None) -> dict[str, float]:
     """F1 of each contender's own decision (`labels`: cgtrain's served threshold; else p >= 0.5, the default of
@@ -161,12 +171,8 @@ def main() -> None:
     parser.add_argument("--contenders", default="cgtrain,baseline,flaml", help="which to run, comma-separated")
     parser.add_argument("overrides", nargs="*", help="key=value overrides for cgtrain automl")
     args = parser.parse_args()
-    from cgtrain.data.conflicts import conflict_mask
-
     rows = load_rows(DATA)
-    hapax = conflict_mask([r["code"] for r in rows], [r["label"] for r in rows])  # cgtrain's rule (names in one row)
-    conflicted = dict(zip((r["id"] for r in rows), hapax | tc_conflicts(rows)))
-    hapax_of = dict(zip((r["id"] for r in rows), hapax))
+    conflicted, hapax_of = conflicted_ids(rows)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     table = []

@@ -30,10 +30,9 @@ def main() -> None:
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import f1_score, roc_auc_score
 
-    from cgtrain.data.conflicts import conflict_mask
     from cgtrain.features.featurizer import CodeFeaturizer
     from cgtrain.features.tokenizer import token_docs
-    from juliet_vs_baselines import DATA, load_rows, split, tc_conflicts
+    from juliet_vs_baselines import DATA, conflicted_ids, load_rows, split
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1,2")
@@ -41,8 +40,7 @@ def main() -> None:
     parser.add_argument("--no-lightgbm", action="store_true")
     args = parser.parse_args()
     rows = load_rows(DATA)
-    bad = conflict_mask([r["code"] for r in rows], [r["label"] for r in rows]) | tc_conflicts(rows)
-    conflicted = dict(zip((r["id"] for r in rows), bad))
+    conflicted = conflicted_ids(rows)[0]
     print(f"{'seed':>4} {'model':>9} {'name flow':>9} {'columns':>8} {'F1 clean':>8} {'AUC clean':>9} {'seconds':>7}")
     for seed in [int(s) for s in args.seeds.split(",")]:
         train, test = split(rows, seed, args.sample)

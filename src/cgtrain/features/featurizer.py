@@ -132,8 +132,10 @@ class CodeFeaturizer(TransformerMixin, BaseEstimator):
             self.flow_vectorizer_.vocabulary_ = {str(t): i for i, t in enumerate(flow.tolist())}
 
     def _forget_object_ids(self, result):
-        # sklearn caches id(stop_words) on the vectorizer; an object id would make equal models differ on disk.
-        self.vectorizer_.__dict__.pop("_stop_words_id", None)
+        # sklearn caches id(stop_words) on a vectorizer; an object id would make equal models differ on disk.
+        for vec in (self.vectorizer_, getattr(self, "flow_vectorizer_", None)):
+            if vec is not None:
+                vec.__dict__.pop("_stop_words_id", None)
         return result
 
     def _text(self, docs: list[str]) -> sp.csr_matrix:
@@ -157,9 +159,8 @@ class CodeFeaturizer(TransformerMixin, BaseEstimator):
             flow = vec.fit_transform(docs)
         except ValueError:  # no doc has a numbered copy, or no term reaches min_df: no block
             return None
-        vec.__dict__.pop("_stop_words_id", None)
         self.flow_vectorizer_ = vec
-        return flow
+        return self._forget_object_ids(flow)
 
     def _flow(self, docs: list[str]) -> sp.csr_matrix | None:
         vec = self.flow_vectorizer_

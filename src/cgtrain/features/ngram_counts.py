@@ -62,21 +62,15 @@ class NgramCounts:
         """(train, validation) matrices of one fold, fitted on the `tr` rows only."""
         cols = np.flatnonzero(self.order <= int(settings["ngram_max"]))
         X_tr = self.counts[tr][:, cols]
-        df = np.bincount(X_tr.indices, minlength=X_tr.shape[1])
-        keep = np.flatnonzero(df >= int(settings["min_df"]))
-        if settings.get("max_features") and len(keep) > int(settings["max_features"]):
-            tf = np.asarray(X_tr.sum(axis=0)).ravel()[keep]
-            keep = np.sort(keep[np.argsort(-tf, kind="stable")[: int(settings["max_features"])]])
-        X_tr = X_tr[:, keep]
-        X_va = self.counts[va][:, cols[keep]]
-        n = X_tr.shape[0]
-        idf = (np.log((1.0 + n) / (1.0 + df[keep])) + 1.0).astype(np.float32)
-        out = [_weight(X_tr, idf, settings), _weight(X_va, idf, settings)]
+        keep, idf = _fit_columns(X_tr, int(settings["min_df"]), settings.get("max_features"))
+        out = [_weight(X_tr[:, keep], idf, settings), _weight(self.counts[va][:, cols[keep]], idf, settings)]
         flow = self.flow() if settings.get("name_flow") else None
-        if flow is not None:
-            F_tr, F_va = _tfidf_fold(flow, tr, va, int(settings["min_df"]), settings)
-            if F_tr is not None:
-                out = [sp.hstack([m, f], format="csr", dtype=np.float32) for m, f in zip(out, (F_tr, F_va))]
+        if flow is not None:  # CodeFeaturizer's second block: the same min_df, no max_features
+            F_tr = flow[tr]
+            keep, idf = _fit_columns(F_tr, int(settings["min_df"]))
+            if len(keep):  # else the featurizer adds no block either
+                blocks = (_weight(F_tr[:, keep], idf, settings), _weight(flow[va][:, keep], idf, settings))
+                out = [sp.hstack([m, f], format="csr", dtype=np.float32) for m, f in zip(out, blocks)]
         if settings.get("metrics"):
             values = self.metrics()
             scale = values[tr].max(axis=0)
@@ -86,17 +80,16 @@ class NgramCounts:
         return out[0], out[1]
 
 
-def _tfidf_fold(counts: sp.csr_matrix, tr: np.ndarray, va: np.ndarray, min_df: int, settings: dict):
-    """(train, validation) TF-IDF of `counts`' columns in >= min_df training rows, as TfidfVectorizer fits
-    them on the `tr` rows; (None, None) when no column is left (CodeFeaturizer then adds no block)."""
-    X_tr = counts[tr]
+def _fit_columns(X_tr: sp.csr_matrix, min_df: int, max_features: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(kept columns, their idf) as TfidfVectorizer fits them on these training rows: in >= min_df rows, the
+    max_features most frequent of those, smooth idf."""
     df = np.bincount(X_tr.indices, minlength=X_tr.shape[1])
     keep = np.flatnonzero(df >= min_df)
-    if not len(keep):
-        return None, None
+    if max_features and len(keep) > int(max_features):
+        tf = np.asarray(X_tr.sum(axis=0)).ravel()[keep]
+        keep = np.sort(keep[np.argsort(-tf, kind="stable")[: int(max_features)]])
     n = X_tr.shape[0]
-    idf = (np.log((1.0 + n) / (1.0 + df[keep])) + 1.0).astype(np.float32)
-    return _weight(X_tr[:, keep], idf, settings), _weight(counts[va][:, keep], idf, settings)
+    return keep, (np.log((1.0 + n) / (1.0 + df[keep])) + 1.0).astype(np.float32)
 
 
 def _weight(X: sp.csr_matrix, idf: np.ndarray, settings: dict) -> sp.csr_matrix:
