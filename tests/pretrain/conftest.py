@@ -38,6 +38,12 @@ def tiny_settings(root: Path, **kw) -> PretrainSettings:
 
 
 @pytest.fixture
+def make_corpus():
+    """make_corpus(root, n_files=, per_file=) -> root, holding that generated corpus (and one broken file)."""
+    return write_corpus
+
+
+@pytest.fixture
 def tiny():
     """tiny(corpus_root, **overrides) -> PretrainSettings of a seconds-long run."""
     return tiny_settings

@@ -4,9 +4,12 @@ Python files become one document per function (top-level functions and
 methods), normalised exactly as `synth-bugs` and `cgtrain predict` normalise
 code (re-unparsed, docstrings and comments gone), so the encoder pre-trains on
 the text it will later classify. Files in other languages (`extensions`)
-become blocks of lines. Files are walked in sorted order and, above
-`max_files`, sampled with the seed, so one (sources, seed) gives one corpus; the run
-keeps it (`save` / `load`), so a resumed run reads the very documents it started with.
+become blocks of lines. A dataset file given as a source (`.jsonl`, `.jsonl.gz`: one JSON object
+per line) gives one document per row, its `code` field as is: the functions a user trains on,
+without their labels (pre-train on the training rows only, never on the rows you test on).
+Files are walked in sorted order and, above `max_files`, sampled with the seed (a dataset file
+named as a source is always read whole), so one (sources, seed) gives one corpus; the run keeps
+it (`save` / `load`), so a resumed run reads the very documents it started with.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import gzip
 import hashlib
 import importlib.util
 import json
+import multiprocessing
 import os
 import random
 import sysconfig
@@ -33,6 +37,9 @@ CORPUS_FILE = "corpus.json.gz"  # the documents a run started with, so a resume 
 SKIP_DIRS = frozenset({"__pycache__", ".git", ".hg", ".svn", "node_modules", ".tox", ".venv"})
 MAX_FILE_BYTES = 1_000_000  # generated tables and vendored bundles teach nothing
 MIN_PIECE_TOKENS = 8
+PARALLEL_FROM = 400  # files: below this a pool's start costs more than it saves
+DATASET_SUFFIXES = (".jsonl", ".jsonl.gz")  # a source file of rows: the `code` field of each is a document
+CODE_FIELD = "code"
 
 
 @dataclass(frozen=True)
@@ -74,15 +81,16 @@ def source_files(roots: Sequence[Path], extensions: Sequence[str] = ("py",)) -> 
 def collect(roots: Sequence[Path], *, max_files: int | None = None, seed: int = 0,
             extensions: Sequence[str] = ("py",), max_lines: int = 120) -> Corpus:
     """Documents from the files under `roots` (duplicates dropped, first seen kept)."""
-    files = source_files(roots, extensions)
-    if not files:
+    datasets = [Path(r) for r in roots if _is_dataset(Path(r))]
+    files = source_files([r for r in roots if not _is_dataset(Path(r))], extensions)
+    if not files and not datasets:
         raise ValueError(f"--source: no files ending in {', '.join('.' + e for e in extensions)} under "
                          f"{', '.join(map(str, roots))}")
     if max_files is not None and len(files) > max_files:
         files = sorted(random.Random(seed).sample(files, max_files))
     docs, seen, skipped, n_chars = [], set(), 0, 0
-    for path in files:
-        got = _documents(path, max_lines)
+    per_file = [_dataset_documents(d) for d in datasets] + _read_all(files, max_lines)
+    for got in per_file:
         if got is None:
             skipped += 1
             continue
@@ -94,7 +102,49 @@ def collect(roots: Sequence[Path], *, max_files: int | None = None, seed: int = 
                 n_chars += len(doc)
     if not docs:
         raise ValueError(f"--source: no usable code under {', '.join(map(str, roots))}")
-    return Corpus(docs, [str(r) for r in roots], len(files) - skipped, skipped, n_chars)
+    return Corpus(docs, [str(r) for r in roots], len(files) + len(datasets) - skipped, skipped, n_chars)
+
+
+def _read_all(files: list[Path], max_lines: int) -> list[list[str] | None]:
+    """Each file's documents, in the files' order: parsed by a pool of processes (one per core) when there are
+    many files (the parse is pure Python, one core each), so the corpus is the same as a serial read's."""
+    workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 32)
+    if workers < 2 or len(files) < PARALLEL_FROM or "fork" not in multiprocessing.get_all_start_methods():
+        return [_documents(f, max_lines) for f in files]
+    # fork: the children need nothing but this module's functions, and nothing has run torch yet
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        return pool.starmap(_documents, [(f, max_lines) for f in files], chunksize=16)
+
+
+def _is_dataset(path: Path) -> bool:
+    return path.is_file() and path.name.endswith(DATASET_SUFFIXES)
+
+
+def _dataset_documents(path: Path) -> list[str]:
+    """The non-empty `code` field of each row of a JSON-lines file (gzip by its suffix); a row that is not a
+    JSON object with a string `code` is an error naming the file and line: a wrong file, not a bad row."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    out = []
+    try:
+        with opener(path, "rt", encoding="utf-8") as fh:
+            for line_no, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"--source: {path} line {line_no} is not JSON ({exc.msg}); give a JSON-lines "
+                                     f"file with a {CODE_FIELD!r} field per row") from None
+                code = row.get(CODE_FIELD) if isinstance(row, dict) else None
+                if not isinstance(code, str):
+                    raise ValueError(f"--source: {path} line {line_no} has no string {CODE_FIELD!r} field; give a "
+                                     f"JSON-lines file with the code of each row in {CODE_FIELD!r}")
+                if code.strip():
+                    out.append(code.strip())
+    except (OSError, UnicodeError, EOFError) as exc:
+        raise ValueError(f"--source: {path} cannot be read as {'gzip ' if opener is gzip.open else ''}JSON lines "
+                         f"({exc}); give a .jsonl or .jsonl.gz file") from None
+    return out
 
 
 def save(corpus: Corpus, path: Path) -> None:

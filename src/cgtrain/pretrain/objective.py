@@ -45,6 +45,11 @@ def per_sequence_mean(values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     return (values * keep).sum(1) / keep.sum(1).clamp(min=1.0)
 
 
+def _at(where: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """A [batch, length] tensor holding `values` at the True positions of `where` (row-major order), 0 elsewhere."""
+    return torch.zeros(where.shape, dtype=values.dtype, device=values.device).masked_scatter(where, values)
+
+
 def choose_masked(ids: torch.Tensor, attention: torch.Tensor, prob: float) -> torch.Tensor:
     """Positions to mask: each real, non-special token with probability `prob`, at least one per row."""
     candidates = attention.bool() & (ids != CLS_ID) & (ids != SEP_ID) & (ids != PAD_ID)
@@ -101,12 +106,15 @@ class ElectraPretrainer(Pretrainer):
 
     def forward(self, ids: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
         masked = choose_masked(ids, attention, self.mask_prob)
-        gen_logits = self.generator(input_ids=ids.masked_fill(masked, MASK_ID), attention_mask=attention).logits
-        mlm = per_sequence_mean(F.cross_entropy(gen_logits.float().transpose(1, 2), ids, reduction="none"), masked)
+        gen = self.generator
+        hidden = gen.electra(input_ids=ids.masked_fill(masked, MASK_ID), attention_mask=attention).last_hidden_state
+        # The vocabulary projection only where a token was masked (15%): over every position it was most of a
+        # small model's step (a [batch, length, vocab] tensor, sampled in fp32).
+        gen_logits = gen.generator_lm_head(gen.generator_predictions(hidden[masked])).float()
+        mlm = per_sequence_mean(_at(masked, F.cross_entropy(gen_logits, ids[masked], reduction="none")), masked)
         with torch.no_grad():  # sample replacements (Gumbel-max on the generator's distribution)
             u = torch.rand(gen_logits.shape, device=ids.device).clamp_(1e-9, 1.0 - 1e-9)
-            sampled = (gen_logits.float() - torch.log(-torch.log(u))).argmax(-1)
-            corrupted = torch.where(masked, sampled, ids)
+            corrupted = ids.masked_scatter(masked, (gen_logits - torch.log(-torch.log(u))).argmax(-1))
             replaced = (corrupted != ids).float()
         disc_logits = self.discriminator(input_ids=corrupted, attention_mask=attention).logits
         rtd = per_sequence_mean(F.binary_cross_entropy_with_logits(disc_logits.float(), replaced, reduction="none"),
@@ -133,8 +141,10 @@ class MlmPretrainer(Pretrainer):
         random_ids = torch.randint(SEP_ID + 2, self.vocab_size, ids.shape, device=ids.device)
         inputs = torch.where(masked & (r < 0.8), torch.full_like(ids, MASK_ID), ids)
         inputs = torch.where(masked & (r >= 0.8) & (r < 0.9), random_ids, inputs)
-        logits = self.model(input_ids=inputs, attention_mask=attention).logits
-        per_seq = per_sequence_mean(F.cross_entropy(logits.float().transpose(1, 2), ids, reduction="none"), masked)
+        model = self.model
+        hidden = model.bert(input_ids=inputs, attention_mask=attention).last_hidden_state
+        logits = model.cls(hidden[masked]).float()  # the vocabulary projection at the masked positions only
+        per_seq = per_sequence_mean(_at(masked, F.cross_entropy(logits, ids[masked], reduction="none")), masked)
         self._record(per_seq, attention)
         return loss_as_logits(per_seq)
 
