@@ -30,7 +30,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>
 $py -c 'import torch, transformers; print("torch", torch.__version__, "cuda", torch.cuda.is_available(),
 "transformers", transformers.__version__)'
 common=(--ext py,c,h,cc,cpp,hpp --size "${SIZE:-base}" --vocab-size "${VOCAB:-16000}" --seq-len 256
-        --batch-size "${BATCH:-128}" --lr "${LR:-5e-4}" --amp --device "${DEVICE:-cuda}" --checkpoint-every 500)
+        --batch-size "${BATCH:-512}" --lr "${LR:-5e-4}" --amp --device "${DEVICE:-cuda}" --checkpoint-every 500)
 
 t0=$(date +%s)
 left=$budget
