@@ -97,6 +97,32 @@ def conflicted_ids(rows: list[dict]) -> tuple[dict[str, bool], dict[str, bool]]:
     return dict(zip(ids, hapax | tc_conflicts(rows))), dict(zip(ids, hapax))
 
 
+def seed_splits(rows: list[dict], seeds: list[int], sample: int | None, hapax_only: bool = False):
+    """Per seed: (seed, train rows, test rows, y_train, y_test, clean test mask). Clean: the code carries one label
+    (`conflicted_ids`; `hapax_only`: under cgtrain's `label_conflicts` rule alone)."""
+    both, hapax = conflicted_ids(rows)
+    conflicted = hapax if hapax_only else both
+    for seed in seeds:
+        train, test = split(rows, seed, sample)
+        yield (seed, train, test, np.array([r["label"] for r in train]), np.array([r["label"] for r in test]),
+               np.array([not conflicted[r["id"]] for r in test]))
+
+
+def bench_lightgbm(seed: int, **extra):
+    """The feature benches' tree model: 200 trees, 63 leaves, 30% of the columns per tree, 2 threads."""
+    import lightgbm as lgb
+
+    return lgb.LGBMClassifier(n_estimators=200, num_leaves=63, colsample_bytree=0.3, learning_rate=0.1, verbose=-1,
+                              n_jobs=2, random_state=seed, **extra)
+
+
+def clean_f1_auc(y: np.ndarray, p1: np.ndarray, clean: np.ndarray) -> str:
+    """F1 at p >= 0.5 and ROC-AUC on the clean rows, as the feature benches print them."""
+    from sklearn.metrics import f1_score, roc_auc_score
+
+    return f"{f1_score(y[clean], p1[clean] >= 0.5):8.4f} {roc_auc_score(y[clean], p1[clean]):9.4f}"
+
+
 def scores(y: np.ndarray, p1: np.ndarray, mask: np.ndarray, labels: np.ndarray | None = None,
            hapax: np.ndarray | None = None) -> dict[str, float]:
     """F1 of each contender's own decision (`labels`: cgtrain's served threshold; else p >= 0.5, the default of

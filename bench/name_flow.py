@@ -28,11 +28,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 def main() -> None:
     from sklearn.feature_selection import SelectKBest, chi2
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import f1_score, roc_auc_score
 
     from cgtrain.features.featurizer import CodeFeaturizer
     from cgtrain.features.tokenizer import token_docs
-    from juliet_vs_baselines import DATA, conflicted_ids, load_rows, split
+    from juliet_vs_baselines import DATA, bench_lightgbm, clean_f1_auc, load_rows, seed_splits
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1,2")
@@ -40,12 +39,8 @@ def main() -> None:
     parser.add_argument("--no-lightgbm", action="store_true")
     args = parser.parse_args()
     rows = load_rows(DATA)
-    conflicted = conflicted_ids(rows)[0]
     print(f"{'seed':>4} {'model':>9} {'name flow':>9} {'columns':>8} {'F1 clean':>8} {'AUC clean':>9} {'seconds':>7}")
-    for seed in [int(s) for s in args.seeds.split(",")]:
-        train, test = split(rows, seed, args.sample)
-        y, y_test = np.array([r["label"] for r in train]), np.array([r["label"] for r in test])
-        clean = np.array([not conflicted[r["id"]] for r in test])
+    for seed, train, test, y, y_test, clean in seed_splits(rows, [int(s) for s in args.seeds.split(",")], args.sample):
         docs = token_docs([r["code"] for r in train + test], "c", False, True, True)
         probs = {}
         for flow in (False, True):
@@ -57,11 +52,7 @@ def main() -> None:
             feat_s = time.perf_counter() - started
             models = [("logreg", LogisticRegression(C=10, class_weight="balanced", max_iter=3000), None)]
             if not args.no_lightgbm:
-                import lightgbm as lgb
-
-                models.append(("lightgbm", lgb.LGBMClassifier(n_estimators=200, num_leaves=63, colsample_bytree=0.3,
-                                                              learning_rate=0.1, verbose=-1, n_jobs=2, max_bin=15,
-                                                              random_state=seed), 8000))
+                models.append(("lightgbm", bench_lightgbm(seed, max_bin=15), 8000))
             for name, model, k in models:
                 started = time.perf_counter()
                 A, B = X, X_test
@@ -72,14 +63,12 @@ def main() -> None:
                 seconds = feat_s + time.perf_counter() - started
                 probs[name, flow] = p
                 print(f"{seed:>4} {name:>9} {'on' if flow else 'off':>9} {X.shape[1]:>8} "
-                      f"{f1_score(y_test[clean], p[clean] >= 0.5):8.4f} {roc_auc_score(y_test[clean], p[clean]):9.4f} "
-                      f"{seconds:7.1f}", flush=True)
+                      f"{clean_f1_auc(y_test, p, clean)} {seconds:7.1f}", flush=True)
         for tree_flow in (False, True) if not args.no_lightgbm else ():  # the two blended as AutoML's voting does
             for lin_flow in (False, True):
                 p = (probs["logreg", lin_flow] + probs["lightgbm", tree_flow]) / 2
                 print(f"{seed:>4} {'blend':>9} {f'{lin_flow:d}/{tree_flow:d}':>9} {'':>8} "
-                      f"{f1_score(y_test[clean], p[clean] >= 0.5):8.4f} {roc_auc_score(y_test[clean], p[clean]):9.4f}"
-                      f" {'':>7}  (name flow for logreg/lightgbm)", flush=True)
+                      f"{clean_f1_auc(y_test, p, clean)} {'':>7}  (name flow for logreg/lightgbm)", flush=True)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ Same split as bench/juliet_vs_baselines.py (20% of the families held out per see
 training families). For each seed, the practitioner's TF-IDF 1-3-grams + LogisticRegression(C=10, balanced) and
 a LightGBM (200 trees, 63 leaves, 30% of the columns per tree) are fitted on cgtrain's token docs with names as
 they are, then with the numbered copy appended (`<names> ... <v0> = <v1> ;`); F1 and ROC-AUC are printed on the
-conflict-free held-out rows, with the featurising and fitting seconds.
+held-out rows free of label conflicts under cgtrain's `label_conflicts` rule, with the featurising and fitting
+seconds.
 
     python bench/ordinal_names.py --seeds 0,1
     python bench/ordinal_names.py --seeds 0 --no-lightgbm      # the linear model only (~1 min per seed)
@@ -26,11 +27,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 def main() -> None:
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import f1_score, roc_auc_score
 
-    from cgtrain.data.conflicts import conflict_mask
     from cgtrain.features.tokenizer import token_docs
-    from juliet_vs_baselines import DATA, load_rows, split
+    from juliet_vs_baselines import DATA, bench_lightgbm, clean_f1_auc, load_rows, seed_splits
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1")
@@ -38,12 +37,9 @@ def main() -> None:
     parser.add_argument("--no-lightgbm", action="store_true")
     args = parser.parse_args()
     rows = load_rows(DATA)
-    conflicted = dict(zip((r["id"] for r in rows), conflict_mask([r["code"] for r in rows], [r["label"] for r in rows])))
     print(f"{'seed':>4} {'model':>9} {'names':>9} {'F1 clean':>8} {'AUC clean':>9} {'seconds':>7}")
-    for seed in [int(s) for s in args.seeds.split(",")]:
-        train, test = split(rows, seed, args.sample)
-        y, y_test = np.array([r["label"] for r in train]), np.array([r["label"] for r in test])
-        clean = np.array([not conflicted[r["id"]] for r in test])
+    seeds = [int(s) for s in args.seeds.split(",")]
+    for seed, train, test, y, y_test, clean in seed_splits(rows, seeds, args.sample, hapax_only=True):
         for ordinal in (False, True):
             started = time.perf_counter()
             docs = token_docs([r["code"] for r in train + test], "c", False, True, ordinal)
@@ -54,19 +50,13 @@ def main() -> None:
             feat_s = time.perf_counter() - started
             models = [("logreg", LogisticRegression(C=10, class_weight="balanced", max_iter=3000))]
             if not args.no_lightgbm:
-                import lightgbm as lgb
-
-                models.append(("lightgbm", lgb.LGBMClassifier(n_estimators=200, num_leaves=63, colsample_bytree=0.3,
-                                                              learning_rate=0.1, verbose=-1, n_jobs=2,
-                                                              random_state=seed)))
+                models.append(("lightgbm", bench_lightgbm(seed)))
             for name, model in models:
                 started = time.perf_counter()
                 p = model.fit(X, y).predict_proba(X_test)[:, 1]
                 seconds = feat_s + time.perf_counter() - started
                 print(f"{seed:>4} {name:>9} {'numbered' if ordinal else 'as is':>9} "
-                      f"{f1_score(y_test[clean], p[clean] >= 0.5):8.4f} {roc_auc_score(y_test[clean], p[clean]):9.4f} "
-                      f"{seconds:7.1f}", flush=True)
-
+                      f"{clean_f1_auc(y_test, p, clean)} {seconds:7.1f}", flush=True)
 
 if __name__ == "__main__":
     main()
