@@ -34,12 +34,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 
 def juliet_rows(args) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
-    from juliet_vs_baselines import DATA, conflicted_ids, load_rows, split
+    from juliet_vs_baselines import DATA, load_rows, seed_splits
 
-    rows = load_rows(DATA)
-    train, test = split(rows, args.split_seed, args.max_train)
-    conflicted, _ = conflicted_ids(rows)
-    test = [r for r in test if not conflicted[r["id"]]]
+    _, train, test, _, _, clean = next(seed_splits(load_rows(DATA), [args.split_seed], args.max_train))
+    test = [r for r, keep in zip(test, clean) if keep]
     rng = np.random.default_rng(args.seed)
     if len(test) > args.max_test:
         test = [test[i] for i in sorted(rng.choice(len(test), size=args.max_test, replace=False))]
