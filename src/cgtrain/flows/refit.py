@@ -21,7 +21,7 @@ from cgtrain.request import TrainingRequest
 from cgtrain.tune import ensemble_select as ensembles
 from cgtrain.tune import study as studies
 from cgtrain.tune.deadline import ChildFailed, DeadlineExceeded, call_within
-from cgtrain.tune.reserve import FINAL_OVERRUN_SHARE, FINAL_TRY_SHARE, TAIL_S, final_fit_need
+from cgtrain.tune.reserve import FINAL_OVERRUN_SHARE, FINAL_TRY_SHARE, final_fit_need, tail_seconds
 
 
 @dataclass
@@ -77,7 +77,7 @@ def _final_fit(request, p: Prepared, fit_on, fitted: Fitted, fit_s: float, say,
         return fit_on(all_rows), len(all_rows)
     need = final_fit_need(fit_s, n_train, len(all_rows))  # from the refit it just timed: linear in rows, + 5%
     budget_s = getattr(request.hpo, "budget_s", None) or 0.0
-    allowed = time_left() + FINAL_OVERRUN_SHARE * budget_s - TAIL_S
+    allowed = time_left() + FINAL_OVERRUN_SHARE * budget_s - tail_seconds(len(all_rows))
     if allowed < FINAL_TRY_SHARE * need:
         say(f"refit on all rows skipped: ~{need:.0f}s needed, the budget has {time_left():.0f}s left")
         return fitted, n_train

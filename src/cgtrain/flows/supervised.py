@@ -60,12 +60,14 @@ def _train(request: TrainingRequest, run_dir: Path, resume: bool, say: Callable[
     board = studies.leaderboard(study, request.validation.metric)
     board.to_csv(run_dir / rundir.LEADERBOARD, index=False)
     best, ensemble = best_or_default(request, study, say), None
+    steps: dict = {}
     # voting / stacking of the top trials, kept only if CV says it is better (none: no trial finished)
     if request.hpo.ensemble != "none" and best.number >= 0:
+        chosen = time.time()
         ensemble = ensembles.choose_ensemble(request, run_dir, prepared, study, say, started)
+        steps["ensemble"] = round(time.time() - chosen, 2)  # what tune.reserve plans for it, measured
     budget_s = getattr(request.hpo, "budget_s", None)
     after_study = time.time() - started
-    steps: dict = {}
     metrics = refit_and_test(request, run_dir, prepared, best, say, ensemble=(study, ensemble) if ensemble else None,
                              time_left=(lambda: budget_s - (time.time() - started)) if budget_s else None,
                              timings=steps)

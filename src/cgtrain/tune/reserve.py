@@ -47,8 +47,10 @@ FINAL_OVERRUN_SHARE = 0.03  # a budget is kept to +-5%: a final fit whose estima
 FINAL_TRY_SHARE = 0.25  # a budgeted final fit (ended at the budget when late) is tried when the time it may take is at
 # least this share of its estimate (estimates are off by up to 2x either way on a busy machine: Juliet, LightGBM
 # folds of one trial 15.7 and 22.9 s, its refit 22.2 s; a try that runs late ends within the +-5% the budget allows)
-ENSEMBLE_SELECT_S = 1.5  # choosing an ensemble on OOF predictions (plus a share of the budget; measured 0.1-2.1 s)
-ENSEMBLE_SHARE = 0.005
+SELECT_BASE_S = 0.4  # choosing an ensemble: reading the members' OOF predictions, scoring voting and stacking ...
+SELECT_PER_VALUE_S = 2e-6  # ... per OOF value (rows x members x classes). `select` alone took 0.02 s on 150 rows x 5
+# members and 0.1-0.26 s on 50k (2026-12-01); 1.5 s + 0.5% of the budget, the constant before, left a 60 s budget on a
+# 178-row table ~5% of its study unused (wine: 0.07 s taken)
 PROBE_FIDELITY = 0.25  # a scaling probe's share of the fold rows
 PROBE_MIN_ROWS = 500
 PROBE_GAIN = 2.0  # ... run when what it may free is worth this many times its cost
@@ -56,7 +58,15 @@ PROBE_WORTH = 0.05  # ... and this share of what the study has left
 PROBE_SHARE = 0.5  # ... and its cost is at most this share of what the study has left
 COUNT_SHARE = 0.5  # a refit's vectoriser fit costs about half the run's n-gram count pass (Juliet, 42.7k of 53k rows,
 # measured side by side: 0.52 with names as they are, 0.53 with numbered names too)
-TAIL_S = 3.0  # writing the model, test predictions and records, the process exit (measured 1-5 s, busy machine)
+TAIL_S = 3.0  # writing the model, test predictions and records, the process exit (measured 1-5 s, busy machine): the
+# most a tail is planned, on the largest data; TAIL_BASE_S + TAIL_PER_ROW_S per row below that (wine, 178 rows: 1.1 s
+# from the refit to the process exit; Juliet, 53k rows: 1.7 s)
+TAIL_BASE_S, TAIL_PER_ROW_S = 1.5, 3e-5
+
+
+def tail_seconds(rows: int) -> float:
+    """Seconds after the test for a run on `rows` rows: the model and records written, the process ended."""
+    return min(TAIL_S, TAIL_BASE_S + TAIL_PER_ROW_S * rows)
 
 
 def final_fit_need(fit_s: float, n_train: int, n_all: int) -> float:
@@ -118,6 +128,7 @@ class PostStudy:
         self.fold_rows = float(np.median([len(tr) for tr, _ in prepared.folds]))
         self.val_rows = float(np.median([len(va) for _, va in prepared.folds]))
         self.n_train, self.n_test = len(prepared.split.train), len(prepared.split.test)
+        self.n_classes = int(getattr(prepared, "n_classes", 0) or 1)  # OOF columns per row (1: regression)
         self.final_fit = final_fit and self.n_test > 0
         self.feat_per_row = 0.0  # seconds of featurising per training row (a fold's features incl. counting)
         self.fold_feat: dict[str, float] = {}  # featurisation (trial attr "features") -> seconds per fold built
@@ -192,9 +203,11 @@ class PostStudy:
         return seconds
 
     def seconds(self, members: list[optuna.trial.FrozenTrial], ensemble: bool, budget_s: float) -> float:
-        select = ENSEMBLE_SELECT_S + ENSEMBLE_SHARE * budget_s if ensemble else 0.0
+        values = self.n_train * len(members) * max(self.n_classes, 1)
+        select = SELECT_BASE_S + SELECT_PER_VALUE_S * values if ensemble else 0.0
         refit = self.refit_seconds(members, budget_s)
-        tail = max(1.0, TAIL_S - FINAL_EXTRA_S) if self.final_planned else TAIL_S  # the final fit's need holds 2 s
+        tail = tail_seconds(self.n_train + self.n_test)
+        tail = max(1.0, tail - FINAL_EXTRA_S) if self.final_planned else tail  # the final fit's need holds 2 s
         return refit + select + tail  # for writing the model already
 
     def scaling_probe(self, members: list[optuna.trial.FrozenTrial], left_s: float,
