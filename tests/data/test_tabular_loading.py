@@ -55,6 +55,39 @@ def test_jsonl_and_parquet_tables_load_like_csv(tmp_path, fmt):
     assert ds.table["age"].iloc[0] == 31.0 and math.isnan(ds.table["age"].iloc[1])
 
 
+@pytest.mark.parametrize("name,sep", [("t.csv", ";"), ("t.tsv", "\t"), ("t.csv", "|"), ("t.tab", "\t")])
+def test_semicolon_tab_and_pipe_separated_files_load_like_comma_csv(tmp_path, name, sep):
+    """A spreadsheet exported with `;` (European locales) or a .tsv reads as the same table as its comma CSV:
+    the delimiter is read from the header line. `cgtrain automl` infers the columns from the same reading."""
+    from cgtrain.flows.automl_request import peek
+
+    (tmp_path / "c.csv").write_text(CSV)
+    (tmp_path / name).write_text(CSV.replace(",", sep))
+    comma = load_dataset(table_cfg(tmp_path / "c.csv"), "binary", tmp_path / "q1.jsonl")
+    other = load_dataset(table_cfg(tmp_path / name), "binary", tmp_path / "q2.jsonl")
+    assert other.n_bad == comma.n_bad == 1 and other.frame["id"].tolist() == comma.frame["id"].tolist()
+    assert other.table["city"].tolist() == comma.table["city"].tolist() and other.frame["label"].tolist() == [1, 0, 0, 1]
+    assert list(peek(tmp_path / name).columns) == ["id", "age", "city", "label"]
+
+
+def test_a_comma_csv_whose_quoted_header_names_hold_semicolons_stays_comma_separated(tmp_path):
+    (tmp_path / "q.csv").write_text('"age; years",city,label\n31,paris,1\n40,rome,0\n')
+    ds = load_dataset(table_cfg(tmp_path / "q.csv", numeric_columns=["age; years"], id_column=None), "binary",
+                      tmp_path / "q.jsonl")
+    assert ds.n_bad == 0 and ds.table["age; years"].tolist() == [31.0, 40.0]
+
+
+def test_an_infinite_number_in_a_numeric_column_is_missing_not_a_bad_row(tmp_path):
+    """`inf` / `-Infinity` (a division by zero in an exported table) is imputed like a missing value; `infinite`
+    is still not a number."""
+    (tmp_path / "i.csv").write_text("x,label\n1.5,1\ninf,0\n-Infinity,1\ninfinite,0\n2,1\n")
+    ds = load_dataset(table_cfg(tmp_path / "i.csv", numeric_columns=["x"], categorical_columns=[], id_column=None),
+                      "binary", tmp_path / "q.jsonl")
+    assert ds.bad_reasons == {"non_numeric": 1} and [q["line"] for q in quarantined(tmp_path / "q.jsonl")] == [5]
+    x = ds.table["x"].tolist()
+    assert x[0] == 1.5 and math.isnan(x[1]) and math.isnan(x[2]) and x[3] == 2.0
+
+
 def test_regression_targets_are_floats_and_a_text_target_is_quarantined(tmp_path):
     (tmp_path / "r.csv").write_text("x,label\n1,2.5\n2,abc\n3,\n4,7\n5,1e3\n")
     ds = load_dataset(table_cfg(tmp_path / "r.csv", numeric_columns=["x"], categorical_columns=[], id_column=None),

@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import io
 import json
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -20,7 +21,9 @@ from cgtrain.plugins import Registry, did_you_mean
 from cgtrain.request import DatasetConfig
 
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".json.gz", ".ndjson", ".ndjson.gz")
-CSV_SUFFIXES = (".csv", ".csv.gz")
+TSV_SUFFIXES = (".tsv", ".tsv.gz", ".tab")
+CSV_SUFFIXES = (".csv", ".csv.gz", *TSV_SUFFIXES)
+DELIMITERS = (",", "\t", ";", "|")  # a CSV's delimiter is read from its header line (see csv_delimiter)
 PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
@@ -71,6 +74,21 @@ def open_bytes(path: Path) -> io.BufferedIOBase:
     if path.suffix.lower() == ".gz":
         return gzip.open(path, "rb")  # type: ignore[return-value]
     return open(path, "rb")
+
+
+def csv_delimiter(path: Path) -> str:
+    """The field delimiter of a CSV file: a tab for .tsv / .tab; else `,` when the header line (its quoted names
+    aside) holds one, else the one of tab, `;` and `|` it holds (a European spreadsheet's `;`), else `,` (one
+    column)."""
+    if path.name.lower().endswith(TSV_SUFFIXES):
+        return "\t"
+    try:
+        with open_bytes(path) as fh:
+            header = re.sub(r'"[^"]*"', "", fh.readline(1 << 16).decode("utf-8", "replace"))
+    except (OSError, EOFError):
+        return ","  # the reader reports the file
+    found = [d for d in DELIMITERS if d in header]
+    return "," if "," in found or len(found) != 1 else found[0]
 
 
 def _decode(line: bytes, first: bool) -> str:
@@ -136,7 +154,7 @@ def read_csv(path: Path, cfg: DatasetConfig | None = None) -> Iterator[RawRow]:
     _allow_long_fields(cfg.max_code_chars if cfg else 200_000)
     with open_bytes(path) as fh:
         feed = _LineFeed(fh)
-        reader = csv.reader(feed)
+        reader = csv.reader(feed, delimiter=csv_delimiter(path))
         header = _csv_header(reader, feed, path)
         end = reader.line_num
         while True:

@@ -1,8 +1,10 @@
 """Tabular feature columns of a dataset: numeric, categorical, date-time and text values, validated per row.
 
 A missing value (absent, null, empty, NaN or an NA token such as "NA" or "?") is
-kept as missing and imputed inside the model pipeline; a value that is present but
-not a number in a numeric column makes the row bad (quarantined with its line).
+kept as missing and imputed inside the model pipeline; so is an infinite number in a
+numeric column (`inf`, `-Infinity`: what a division by zero leaves in an exported
+table; no estimator takes it as a value). A value that is present but not a number in a
+numeric column makes the row bad (quarantined with its line).
 """
 from __future__ import annotations
 
@@ -30,11 +32,22 @@ def _missing(value: Any) -> bool:
     return isinstance(value, float) and math.isnan(value)
 
 
+def _infinite(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)) or len(str(value)) > 12:
+        return False
+    try:
+        return math.isinf(float(value))
+    except ValueError:
+        return False
+
+
 def numeric_value(name: str, value: Any) -> tuple[float, Problem | None]:
     """(value or NaN when missing, problem)."""
     if _missing(value):
         return math.nan, None
     number = to_number(value)
+    if number is None and _infinite(value):
+        return math.nan, None
     if number is None and (isinstance(value, bool) or str(value).strip().lower() in BOOLEAN_TEXT):
         number = float(value) if isinstance(value, bool) else BOOLEAN_TEXT[str(value).strip().lower()]
     if number is None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from cgtrain.data.formats import csv_delimiter, detect_format
 from cgtrain.models import FAMILIES
 from cgtrain.models.linear import TEXT_ONLY
 from cgtrain.request import RequestError, TrainingRequest, apply_overrides, parse_request
@@ -29,14 +30,14 @@ ID_LIKE = ("id", "group")
 
 def peek(path: Path) -> pd.DataFrame:
     """The first rows of a CSV / Parquet / JSONL(.gz) file (a directory of sources: an empty frame)."""
-    name = path.name.lower()
     try:
-        if name.endswith((".csv", ".csv.gz", ".tsv")):
-            return pd.read_csv(path, nrows=SAMPLE_ROWS, sep="\t" if name.endswith(".tsv") else ",")
-        if name.endswith(".parquet"):
+        fmt = detect_format(path)  # the loader's own choice of format and delimiter
+        if fmt == "csv":
+            return pd.read_csv(path, nrows=SAMPLE_ROWS, sep=csv_delimiter(path))
+        if fmt == "parquet":
             return pd.read_parquet(path).head(SAMPLE_ROWS)
-        if name.endswith((".jsonl", ".jsonl.gz", ".ndjson")):
-            return pd.read_json(path, lines=True, nrows=SAMPLE_ROWS)
+        if fmt == "jsonl":
+            return pd.read_json(path, lines=True, nrows=SAMPLE_ROWS, compression="infer")
     except Exception:  # the loader reports a broken file properly; inference just stays silent
         pass
     return pd.DataFrame()
