@@ -77,6 +77,13 @@ def test_a_comma_csv_whose_quoted_header_names_hold_semicolons_stays_comma_separ
     assert ds.n_bad == 0 and ds.table["age; years"].tolist() == [31.0, 40.0]
 
 
+def test_a_header_that_names_a_column_twice_is_one_clear_error(tmp_path):
+    """Two columns named `age` leave no way to tell which is meant (a reader that keeps the last drops the other)."""
+    (tmp_path / "d.csv").write_text("age,city,age,label\n31,paris,4,1\n40,rome,5,0\n")
+    with pytest.raises(DatasetError, match=r"names column 'age' more than once \(columns 1, 3\)"):
+        load_dataset(table_cfg(tmp_path / "d.csv", id_column=None), "binary", tmp_path / "q.jsonl")
+
+
 def test_an_infinite_number_in_a_numeric_column_is_missing_not_a_bad_row(tmp_path):
     """`inf` / `-Infinity` (a division by zero in an exported table) is imputed like a missing value; `infinite`
     is still not a number."""

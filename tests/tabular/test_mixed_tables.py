@@ -173,3 +173,25 @@ def test_automl_on_a_table_searches_table_spaces_and_starts_from_lightgbm_as_shi
     family, params, _features, name = baseline_trial(req, prepared, spaces, {})
     assert family == "lightgbm" and name == "baseline: lightgbm defaults"
     assert params["lightgbm.colsample_bytree"] == 1.0 and params["lightgbm.n_estimators"] == 100
+
+
+def test_the_printed_leaderboard_takes_a_trial_pruned_after_one_fold(tmp_path):
+    """A budget that ends a trial after its first fold leaves a CV mean with no spread and no fit seconds (a
+    1500-column table at 10 s): the leaderboard prints it with '-' instead of ending the run in a traceback."""
+    import io
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from cgtrain.cli.output import print_results
+
+    board = pd.DataFrame([{"trial": 1, "state": "complete", "family": "sgd", "params": "{}", "cv_f1_mean": 0.48,
+                           "cv_f1_std": 0.07, "fit_seconds": 0.7},
+                          {"trial": 0, "state": "pruned", "family": "lightgbm", "params": "{}", "cv_f1_mean": 0.47,
+                           "cv_f1_std": None, "fit_seconds": float("nan")}])
+    board["cv_f1_std"] = pd.Series([0.07, None], dtype=object)  # as the study's board has it (None, not NaN)
+    metrics = {"test": {"f1": 0.63}, "n_test": 100, "best": {"family": "sgd", "trial": 1}}
+    console = Console(file=io.StringIO(), width=200)
+    print_results(SimpleNamespace(leaderboard=board, metrics=metrics, run_dir=tmp_path), console)
+    text = console.file.getvalue()
+    assert "0.4800 ± 0.0700" in text and "0.4700 " in text and "pruned" in text and "nan" not in text

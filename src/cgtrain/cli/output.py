@@ -75,13 +75,22 @@ def print_results(result, console: Console | None = None) -> None:
     for row in board.head(10).itertuples(index=False):
         d = row._asdict()
         mean, std = d[metric_col], d[metric_col.replace("_mean", "_std")]
-        cv = "-" if mean != mean or mean is None else f"{mean:.4f} ± {std:.4f}"
-        table.add_row(str(d["trial"]), d["family"], _short(d["params"]), cv, f"{d['fit_seconds'] or 0:.1f}",
+        cv = "-" if mean is None or mean != mean else f"{mean:.4f}" + _spread(std)
+        table.add_row(str(d["trial"]), d["family"], _short(d["params"]), cv, _seconds(d["fit_seconds"]),
                       d["state"])
     console.print(table)
     m = result.metrics
     console.print(test_table(m))
     console.print(f"model: {result.run_dir / rundir.MODEL_FILE}  ({m['best']['family']}, trial {m['best']['trial']})")
+
+
+def _seconds(value) -> str:
+    return "-" if value is None or value != value else f"{value:.1f}"
+
+
+def _spread(std) -> str:
+    """' ± std', or '' where a trial has none (pruned after its first fold, a single fold)."""
+    return "" if std is None or std != std else f" ± {std:.4f}"
 
 
 def test_table(m: dict) -> Table:

@@ -186,7 +186,13 @@ def _csv_header(reader: Any, feed: _LineFeed, path: Path) -> list[str]:
             raise DatasetError(f"{path}: the CSV header (line {reader.line_num}) is not UTF-8; "
                                f"re-save the file as UTF-8")
         if fields:
-            return [f.strip() for f in fields]
+            names = [f.strip() for f in fields]
+            twice = next((n for n in names if names.count(n) > 1), None)
+            if twice is not None:
+                at = [k + 1 for k, n in enumerate(names) if n == twice]
+                raise DatasetError(f"{path}: the CSV header names column '{twice}' more than once (columns "
+                                   f"{', '.join(map(str, at))}); give each column its own name")
+            return names
     raise DatasetError(f"{path} is empty: a CSV dataset needs a header row and at least one record")
 
 
