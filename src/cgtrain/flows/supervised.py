@@ -146,7 +146,7 @@ def _run_study(request, run_dir, prepared, say, progress, started: float | None 
         with interrupts.deferred():  # Ctrl-C stops at a fold / epoch / trial boundary, not inside a commit
             if remaining and budget is not None:  # cost-aware AutoML within a wall-clock budget
                 automl.optimize(study, objective, request, prepared, budget, remaining, say,
-                                callbacks=[report, _interrupt_point])
+                                callbacks=[report, _interrupt_point], run_dir=run_dir)
             elif remaining:
                 study.optimize(objective, n_trials=remaining, timeout=request.hpo.timeout_s,
                                catch=(Exception,), callbacks=[report, _interrupt_point])

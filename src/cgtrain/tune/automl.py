@@ -1,20 +1,19 @@
 """Cost-aware AutoML inside a wall-clock budget (the FLAML recipe, on an Optuna study).
 
-1. Probe: every candidate family once, cheapest first (by a prior cost per 1000 rows),
-   at the lowest fidelity (a stratified sample of each fold's training rows) with its
-   default params. A family whose probe would eat half of what is left is skipped.
+1. Probe: every candidate family once, cheapest first (by a prior cost per 1000 rows), at the lowest fidelity (a
+   stratified sample of each fold's training rows) with its default params. A family whose probe would eat half of
+   what is left is skipped.
 2. Search: each next trial goes to a family drawn with probability ~ 1 / its *estimated
    cost for improvement* (ECI, Wang et al. 2021, FLAML): time spent since its last
    improvement, or, for a family behind the leader, the time its improvement rate needs
-   to catch up (a family that stopped improving gets dearer with every trial).
-   The family is fixed by queueing `{"family": name}`; the sampler (TPE by default)
-   picks the rest of the parameters from the study's history.
-3. Fidelity grows per family (x3 rows per step) after two trials at a level, after one
-   when the family leads, or at once when the next level is cheap; the family's best params so far open the new level.
+   to catch up (a family that stopped improving gets dearer with every trial). The family is fixed by queueing
+   `{"family": name}`; the sampler (TPE by default) picks the rest of the parameters from the study's history.
+3. Fidelity grows per family (x3 rows per step) after two trials at a level, after one when the family leads, or at
+   once when the next level is cheap; the family's best params so far open the new level.
    Only full-fidelity trials are eligible as the final model or ensemble member.
-4. Budget: a trial starts only when its estimated cost fits what the study has left
-   (the budget minus a reserve for ensemble + refit + test + final fit, re-estimated after
-   every trial from the run's own measurements: tune.reserve); a trial in flight is stopped
+4. Budget: a trial starts only when its estimated cost fits what the study has left (the budget minus a reserve for
+   ensemble + refit + test + final fit, re-estimated after every trial from the run's own measurements: tune.reserve;
+   an ensemble's refits only while one of the trials so far beats the best on CV); a trial in flight is stopped
    at its time limit (between folds, at every step of a training loop, and inside a fit: tune.deadline).
    A family is dropped once a trial of it on all rows could not fit what is left (a neural family is
    not even probed then): low-fidelity trials alone never become the final model.
@@ -26,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -143,8 +143,11 @@ def start_params(family: str, space: dict[str, Any]) -> dict[str, Any]:
 class Controller:
     """Chooses each next trial's family and fidelity; learns costs and gains from finished trials."""
 
-    def __init__(self, request: TrainingRequest, prepared, budget: Budget, say: Callable[[str], None]):
+    def __init__(self, request: TrainingRequest, prepared, budget: Budget, say: Callable[[str], None],
+                 run_dir: Path | None = None):
         self.request, self.prepared, self.budget, self.say = request, prepared, budget, say
+        self.run_dir = run_dir  # where the trials' OOF predictions are (None: an ensemble is always planned)
+        self.may_win: dict[tuple[int, ...], bool] = {}  # likely members -> an ensemble of them beats the best
         self.states = family_states(request, prepared)
         self.spaces = studies.candidate_spaces(request)
         self.sign = 1.0 if studies.greater_is_better(request.validation.metric) else -1.0
@@ -327,9 +330,12 @@ class Controller:
         self.post.learn(trials)
         ensemble = self.request.hpo.ensemble != "none" and len(ranked) > 1
         members = ranked[:1]
-        if ensemble:  # the members an ensemble would draw on: the best trial of each family (see tune.ensembles)
-            from cgtrain.tune.ensemble_select import diverse_top
+        from cgtrain.tune.ensemble_select import diverse_top, ensemble_may_win
 
+        # an ensemble's refits are planned while one beats the best trial (an ensemble found later whose refit was
+        # not planned gives up members or is dropped at the budget: `choose_ensemble`)
+        if ensemble and (self.run_dir is None or ensemble_may_win(self.request, self.run_dir, self.prepared, study,
+                                                                  self.may_win)):
             members = diverse_top(ranked, min(self.request.hpo.ensemble_size, ENSEMBLE_RESERVE_MEMBERS))
         self.members = members
         return self.post.seconds(members, ensemble, self.budget.total_s)
@@ -358,10 +364,10 @@ def _duration(trial: optuna.trial.FrozenTrial) -> float:
 
 
 def optimize(study: optuna.Study, objective, request: TrainingRequest, prepared, budget: Budget, max_trials: int,
-             say: Callable[[str], None], callbacks: list | None = None) -> Controller:
+             say: Callable[[str], None], callbacks: list | None = None, run_dir: Path | None = None) -> Controller:
     """Run trials until the budget (minus the reserve) or max_trials is spent."""
     import skops.io  # noqa: F401 - the model file's writer (5-8 s to import on a busy machine): paid now, on the clock
-    ctl = Controller(request, prepared, budget, say)
+    ctl = Controller(request, prepared, budget, say, run_dir)
     for t in study.get_trials(deepcopy=False):  # a resumed study: learn from what is there
         ctl.update(t)
     budget.set_reserve(max(budget.reserve_s, ctl.reserve(study)))
