@@ -48,6 +48,23 @@ def test_multiclass_numbers_sort_as_numbers_and_a_third_binary_label_is_quaranti
     assert ds.classes == ("a", "b") and ds.bad_reasons == {"unknown_label": 1}
 
 
+def test_one_stray_word_among_numeric_labels_is_a_bad_row_not_a_third_class(tmp_path):
+    """0 / 1 labels with one `maybe` (a hand-edited export) make a binary task with that row quarantined, not a
+    three-class task whose third class has one row; words that are classes stay classes."""
+    frame = pd.DataFrame({"x": np.arange(300) % 7, "label": [0, 1, 1] * 100})
+    frame["label"] = frame["label"].astype(object)
+    frame.loc[5, "label"] = "maybe"
+    path = tmp_path / "t.csv"
+    frame.to_csv(path, index=False)
+    req = build_request(path, 30, overrides=["hpo.warm_start=false"])
+    assert req.task == "binary"
+    ds = load_dataset(req.dataset.model_copy(update={"max_bad_fraction": 0.05}), req.task, tmp_path / "q.jsonl")
+    assert ds.classes == (0, 1) and ds.n_bad == 1 and ds.bad_reasons == {"unknown_label": 1}
+    frame.loc[:50, "label"] = "maybe"
+    frame.to_csv(path, index=False)
+    assert build_request(path, 30, overrides=["hpo.warm_start=false"]).task == "multiclass"
+
+
 def test_yaml_classes_no_yes_stay_strings(tmp_path):
     path = tmp_path / "r.yaml"
     path.write_text("task: binary\ndataset: {path: d.csv, classes: [no, yes], code_column: null, "

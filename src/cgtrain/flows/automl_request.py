@@ -43,10 +43,17 @@ def peek(path: Path) -> pd.DataFrame:
     return pd.DataFrame()
 
 
+STRAY_LABEL_SHARE = 0.01  # numeric labels with at most this share of other values: those are bad rows, not classes
+
+
 def infer_task(labels: pd.Series) -> str:
     values = labels.dropna()
     if values.empty:
         return "binary"
+    if not pd.api.types.is_numeric_dtype(values) and not values.map(lambda v: isinstance(v, bool)).any():
+        numbers = pd.to_numeric(values, errors="coerce")  # 0 / 1 and one stray "maybe": binary, "maybe" quarantined
+        if 0 < numbers.isna().sum() <= max(1, STRAY_LABEL_SHARE * len(values)) and numbers.notna().any():
+            values = numbers.dropna()
     if pd.api.types.is_bool_dtype(values) or not pd.api.types.is_numeric_dtype(values):
         return "binary" if values.astype(str).str.strip().nunique() <= 2 else "multiclass"
     if pd.api.types.is_float_dtype(values) and not (values == values.round()).all():
