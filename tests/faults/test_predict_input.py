@@ -51,6 +51,17 @@ def test_empty_and_broken_python_files_are_reported_per_file_not_scored(trained,
     assert "not scored: broken.py" in result.stderr and "not scored: empty.py" in result.stderr
 
 
+def test_a_file_of_which_nothing_can_be_scored_exits_2_with_one_error_line(trained, tmp_path):
+    """Every row without the code field (a file of another shape): each row's reason is still written, and the
+    command fails with one line instead of exiting 0 with no prediction a pipeline could notice."""
+    path = tmp_path / "other.jsonl"
+    path.write_text("".join(json.dumps({"id": f"r{i}", "text": GOOD}) + "\n" for i in range(3)))
+    result = predict(trained, path)
+    assert result.exit_code == 2 and [r["id"] for r in rows(result)] == ["r0", "r1", "r2"]
+    assert "error: none of the 3 item(s)" in result.stderr and "no 'code' string" in result.stderr
+    assert "Traceback" not in result.output
+
+
 def test_broken_jsonl_lines_are_reported_with_their_line_numbers(trained, tmp_path):
     path = tmp_path / "in.jsonl"
     path.write_text(json.dumps({"id": "a", "code": GOOD}) + "\n{not json\n\n" + json.dumps({"id": "c"}) + "\n[1]\n")

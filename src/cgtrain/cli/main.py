@@ -299,6 +299,11 @@ def predict(source: Path = typer.Argument(..., help="a source file, a directory 
                   highlight=False)
     else:
         sys.stdout.write(text)
+    if rows and len(not_scored) == len(rows):  # nothing scored: a wrong file or column, not a few bad rows
+        err.print(f"error: none of the {len(rows)} item(s) of {source} could be scored (first: {not_scored[0]['id']}:"
+                  f" {not_scored[0]['error']}); give the input the model was trained on", markup=False,
+                  highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_INVALID_REQUEST)
 
 
 @data_app.command("synth-bugs")
