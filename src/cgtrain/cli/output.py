@@ -75,22 +75,13 @@ def print_results(result, console: Console | None = None) -> None:
     for row in board.head(10).itertuples(index=False):
         d = row._asdict()
         mean, std = d[metric_col], d[metric_col.replace("_mean", "_std")]
-        cv = "-" if mean is None or mean != mean else f"{mean:.4f}" + _spread(std)
-        table.add_row(str(d["trial"]), d["family"], _short(d["params"]), cv, _seconds(d["fit_seconds"]),
+        cv = fmt(mean) + (f" ± {fmt(std)}" if "-" not in (fmt(mean), fmt(std)) else "")  # none after one fold
+        table.add_row(str(d["trial"]), d["family"], _short(d["params"]), cv, fmt(d["fit_seconds"], ".1f"),
                       d["state"])
     console.print(table)
     m = result.metrics
     console.print(test_table(m))
     console.print(f"model: {result.run_dir / rundir.MODEL_FILE}  ({m['best']['family']}, trial {m['best']['trial']})")
-
-
-def _seconds(value) -> str:
-    return "-" if value is None or value != value else f"{value:.1f}"
-
-
-def _spread(std) -> str:
-    """' ± std', or '' where a trial has none (pruned after its first fold, a single fold)."""
-    return "" if std is None or std != std else f" ± {std:.4f}"
 
 
 def test_table(m: dict) -> Table:
@@ -104,8 +95,9 @@ def test_table(m: dict) -> Table:
     return table
 
 
-def fmt(value) -> str:
-    return "-" if value is None else f"{value:.4f}"
+def fmt(value, spec: str = ".4f") -> str:
+    """The number, or '-' where there is none (None or NaN: a trial pruned after its first fold has no spread)."""
+    return "-" if value is None or value != value else format(value, spec)
 
 
 def _short(params: str, width: int = 60) -> str:

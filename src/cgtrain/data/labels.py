@@ -171,20 +171,25 @@ def learned_classes(keys: list[str]) -> tuple[list, dict[str, int]]:
     return ordered, {k: i for i, k in enumerate(ordered)}
 
 
-def to_number(value: Any) -> float | None:
-    """A finite float from an int, float or numeric text; None otherwise (bools are not numbers)."""
+def as_float(value: Any) -> float | None:
+    """A float (infinite and NaN included) from an int, float or numeric text; None otherwise (bools are not
+    numbers)."""
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
-        number = float(value)
-    elif isinstance(value, str):
+        return float(value)
+    if isinstance(value, str):
         try:
-            number = float(value.strip())
+            return float(value.strip())
         except ValueError:
             return None
-    else:
-        return None
-    return number if math.isfinite(number) else None
+    return None
+
+
+def to_number(value: Any) -> float | None:
+    """A finite float from an int, float or numeric text; None otherwise (bools are not numbers)."""
+    number = as_float(value)
+    return number if number is not None and math.isfinite(number) else None
 
 
 def make_coder(cfg: DatasetConfig, task: str):

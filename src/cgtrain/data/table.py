@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cgtrain.data.labels import label_key, to_number
+from cgtrain.data.labels import as_float, label_key, to_number
 from cgtrain.request import DatasetConfig
 
 NA_TOKENS = frozenset({"", "na", "n/a", "nan", "nat", "null", "none", "?", "-"})
@@ -32,21 +32,12 @@ def _missing(value: Any) -> bool:
     return isinstance(value, float) and math.isnan(value)
 
 
-def _infinite(value: Any) -> bool:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)) or len(str(value)) > 12:
-        return False
-    try:
-        return math.isinf(float(value))
-    except ValueError:
-        return False
-
-
 def numeric_value(name: str, value: Any) -> tuple[float, Problem | None]:
     """(value or NaN when missing, problem)."""
     if _missing(value):
         return math.nan, None
     number = to_number(value)
-    if number is None and _infinite(value):
+    if number is None and math.isinf(as_float(value) or 0.0):  # inf / -Infinity: missing (see the module)
         return math.nan, None
     if number is None and (isinstance(value, bool) or str(value).strip().lower() in BOOLEAN_TEXT):
         number = float(value) if isinstance(value, bool) else BOOLEAN_TEXT[str(value).strip().lower()]
