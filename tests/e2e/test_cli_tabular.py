@@ -163,3 +163,28 @@ def test_an_ensemble_over_table_columns_predicts_through_the_cli(tmp_path):
                                                                    check=True).stdout.splitlines())}
     tested = read_jsonl(run / "test_predictions.jsonl")
     assert len(served) == n and all(abs(served[r["id"]] - r["y_pred"]) < 1e-6 for r in tested)
+
+
+def test_a_budgeted_grid_of_a_two_thread_lightgbm_runs_its_grid_and_keeps_the_final_fit(tmp_path):
+    """`hpo.sampler: grid` with `hpo.budget_s` used to fail with KeyError 'grid_id' (AutoML's trials are not the
+    grid's); and a LightGBM refit on 2 threads (the family's default n_jobs) left the final fit on all rows hanging
+    in its forked child until the budget ended, then threw it away."""
+    rng = np.random.default_rng(0)
+    n = 4000
+    frame = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n)})
+    frame["label"] = ((frame["a"] + frame["b"] * frame["a"] + rng.normal(scale=0.3, size=n)) > 0).astype(int)
+    frame.insert(0, "id", [f"r{i}" for i in range(n)])
+    data = tmp_path / "t.csv"
+    frame.to_csv(data, index=False)
+    req = request_file(tmp_path, task="binary",
+                       dataset={"path": str(data), "code_column": None, "numeric_columns": ["a", "b"],
+                                "group_column": None},
+                       candidates=[{"family": "lightgbm", "space": {"num_leaves": {"type": "categorical", "choices": [4, 15]}},
+                                    "params": {"n_estimators": 40, "n_jobs": 2}}],
+                       hpo={"sampler": "grid", "n_trials": 5, "budget_s": 40},
+                       validation={"folds": 2, "final_fit": "all", "metric": "f1"})
+    proc = cgtrain("train", req, "--run-dir", tmp_path / "run", "--no-track", check=True)
+    board = pd.read_csv(tmp_path / "run" / "leaderboard.csv")
+    assert sorted(board["state"]) == ["complete", "complete"]  # the grid's two configurations, then it stops
+    assert "stopped at the budget" not in proc.stdout
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["model_rows"] == n

@@ -7,6 +7,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from cgtrain.core.prepared import has_table
+from cgtrain.core.threads import fit_threads
 from cgtrain.features.featurizer import CodeFeaturizer
 from cgtrain.features.settings import code_featurizer, feature_settings, token_mode
 from cgtrain.features.tabular import CodeColumnTokenizer, TabularFeaturizer
@@ -54,7 +55,7 @@ def fit_family(request: TrainingRequest, family: str, params: dict, X, y, val=No
     fam = FAMILIES.get(family)
     if fam.input == "features":  # SMOTE interpolates feature vectors; token sequences have none
         X, y = resample(request, X, y)
-    estimator = fam.make(params, request.seed, class_weight(request), task=request.task)
+    estimator = fam.make(fit_threads(params), request.seed, class_weight(request), task=request.task)
     fit_kwargs = {}
     if fam.epoch_validation:
         estimator.set_params(val_metric=request.validation.metric)

@@ -12,6 +12,7 @@ import numpy as np
 from cgtrain import rundir
 from cgtrain.artifacts.files import save_model
 from cgtrain.core.fit import fit_family, input_tokenizer, make_featurizer, refit_params
+from cgtrain.core.threads import fork_needs_one_thread, forked_fit
 from cgtrain.core.heldout import checked_metrics, write_test_predictions
 from cgtrain.core.prepared import Prepared, docs_for, model_inputs, outputs, raw_codes
 from cgtrain.evaluate.metrics import compute, majority_baseline, mean_baseline
@@ -83,8 +84,16 @@ def _final_fit(request, p: Prepared, fit_on, fitted: Fitted, fit_s: float, say,
         return fitted, n_train
     say(f"refit: once more on all {len(all_rows)} rows (training + test) for the saved model"
         + (f" (~{need:.0f}s needed, {allowed:.0f}s allowed: kept only if it finishes)" if need > allowed else ""))
+    narrow = fork_needs_one_thread()  # read before the fork: OpenMP hangs in a child of a multi-threaded parent
+
+    def fit_all() -> tuple[list, Any]:
+        if in_process:
+            return _portable(fit_on(all_rows))
+        with forked_fit(narrow):
+            return _portable(fit_on(all_rows))
+
     try:  # a forked fit sends back the pipeline's steps and the model (its input function stays here)
-        steps, model = call_within(lambda: _portable(fit_on(all_rows)), allowed, in_process)
+        steps, model = call_within(fit_all, allowed, in_process)
     except DeadlineExceeded:
         say(f"refit on all rows stopped at the budget ({allowed:.0f}s): the model fitted on the training rows is kept")
         return fitted, n_train

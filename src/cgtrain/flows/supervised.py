@@ -111,6 +111,16 @@ def run_study(request, run_dir, prepared, say, progress, started: float | None =
         return _run_study(request, run_dir, prepared, say, progress, started)
 
 
+def _grid_within(study: optuna.Study, objective, budget, remaining: int, callbacks: list) -> None:
+    """A grid under a budget: its configurations in order, one at a time, while the study's share of the budget
+    lasts. AutoML's controller picks trials of its own, which a grid sampler cannot take (Optuna's GridSampler
+    failed the run with KeyError 'grid_id' on the first of them)."""
+    for _ in range(remaining):
+        if budget.study_left() <= 0:
+            break
+        study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=callbacks)
+
+
 def _run_study(request, run_dir, prepared, say, progress, started: float | None = None) -> optuna.Study:
     spaces, fixed = studies.candidate_spaces(request), studies.fixed_params(request)
     grid = grid_configs(spaces) if request.hpo.sampler == "grid" else None
@@ -144,7 +154,9 @@ def _run_study(request, run_dir, prepared, say, progress, started: float | None 
     first_new = len(study.get_trials(deepcopy=False))
     try:
         with interrupts.deferred():  # Ctrl-C stops at a fold / epoch / trial boundary, not inside a commit
-            if remaining and budget is not None:  # cost-aware AutoML within a wall-clock budget
+            if remaining and budget is not None and grid is not None:
+                _grid_within(study, objective, budget, remaining, [report, _interrupt_point])
+            elif remaining and budget is not None:  # cost-aware AutoML within a wall-clock budget
                 automl.optimize(study, objective, request, prepared, budget, remaining, say,
                                 callbacks=[report, _interrupt_point], run_dir=run_dir)
             elif remaining:
