@@ -154,3 +154,33 @@ def test_derived_records_are_remade_when_the_model_changed(logged, run_dir):
     path.write_text(json.dumps({**record, "model_sha256": "sha256:an-older-model"}))
     assert prepare_records(run_dir) == []
     assert json.loads(path.read_text())["model_sha256"] == json.loads((run_dir / "model.json").read_text())["sha256"]
+
+
+@pytest.mark.parametrize("rebuilt", [False, True])
+def test_a_table_model_is_exported_to_onnx_with_parity_on_its_held_out_rows(tmp_path, mlflow_store, rebuilt):
+    """A table run's held-out rows are table columns, not code: the export used to feed it code strings and
+    record `onnx: failed (TypeError: expected a DataFrame of table columns)` on every table run. `rebuilt`: the
+    run's test predictions are gone and its held-out rows are made again from the dataset."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300), "c": rng.choice(["x", "y"], 300)})
+    frame["label"] = ((frame["a"] + (frame["c"] == "x")) > 0.5).astype(int)
+    frame.insert(0, "id", [f"r{i}" for i in range(300)])
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    request = parse_request({
+        "name": "table", "seed": 0, "task": "binary",
+        "dataset": {"path": str(tmp_path / "t.csv"), "code_column": None, "numeric_columns": ["a", "b"],
+                    "categorical_columns": ["c"], "group_column": None},
+        "candidates": [{"family": "lightgbm", "params": {"n_estimators": 20, "n_jobs": 1}}],
+        "hpo": {"n_trials": 1}, "validation": {"folds": 2}})
+    train(request, tmp_path / "run", say=lambda _m: None)
+    if rebuilt:
+        (tmp_path / "run" / "test_predictions.jsonl").unlink()
+    log_run(tmp_path / "run", mlflow_store(tmp_path / "store"), "table")
+    artifacts = json.loads((tmp_path / "run" / "artifacts.json").read_text())
+    onnx_rec = artifacts["formats"]["onnx"]
+    assert onnx_rec["status"] == "ok" and onnx_rec["parity"]["ok"] and onnx_rec["parity"]["rows"] > 0, onnx_rec
+    assert artifacts["predictions"]["source"] == ("rebuilt" if rebuilt else "pipeline")
+    n_test = json.loads((tmp_path / "run" / "metrics.json").read_text())["n_test"]
+    assert len((tmp_path / "run" / "test_predictions.jsonl").read_text().splitlines()) == n_test

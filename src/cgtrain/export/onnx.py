@@ -55,7 +55,8 @@ def export_run_artifacts(run_dir: Path, sample_codes: Sequence[str] | None, pipe
     skops_path = run_dir / Path(manifest.file if manifest else rundir.MODEL_FILE).name
     for name in (ONNX_FILE, WEIGHTS_FILE, VOCAB_FILE):  # from an earlier model of this run dir, if any
         (run_dir / name).unlink(missing_ok=True)
-    record = {**(extra or {}), **export_artifacts(pipeline, list(sample_codes or []), run_dir, skops_path)}
+    sample = [] if sample_codes is None else sample_codes if hasattr(sample_codes, "iloc") else list(sample_codes)
+    record = {**(extra or {}), **export_artifacts(pipeline, sample, run_dir, skops_path)}
     atomic_write_json(run_dir / ARTIFACTS_FILE, record)
     return record
 
@@ -65,8 +66,8 @@ def export_artifacts(pipeline, sample_codes: list[str], out_dir: Path, skops_pat
     """Write the portable formats of `pipeline` into `out_dir` and measure each; returns the record."""
     out_dir = Path(out_dir)
     model, prefix = pipeline.steps[-1][1], pipeline[:-1]
-    batch = (sample_codes * (BATCH // max(1, len(sample_codes)) + 1))[:BATCH] if sample_codes else []
-    step_inputs = prefix.transform(batch) if batch else None
+    batch = _batch(sample_codes, BATCH)
+    step_inputs = prefix.transform(batch) if len(batch) else None
     formats: dict[str, Any] = {}
     if skops_path is not None:
         formats["skops"] = {**_file_info(skops_path), "latency_scope": "end to end: code -> probabilities",
@@ -79,6 +80,18 @@ def export_artifacts(pipeline, sample_codes: list[str], out_dir: Path, skops_pat
     return {"formats": formats, "sample_rows": len(sample_codes), "batch": BATCH}
 
 
+def _batch(sample, size: int):
+    """`size` rows made by repeating the sample (code strings, or a table's rows as a DataFrame)."""
+    if not len(sample):
+        return []
+    repeat = size // len(sample) + 1
+    if hasattr(sample, "iloc"):
+        import pandas as pd
+
+        return pd.concat([sample] * repeat, ignore_index=True).iloc[:size]
+    return (list(sample) * repeat)[:size]
+
+
 def onnx_record(pipeline, sample_codes: list[str], step_inputs, out_dir: Path, repeats) -> dict[str, Any]:
     """Export the model step as ONNX, check parity on the sample, time it; or say why it is unsupported."""
     model, prefix = pipeline.steps[-1][1], pipeline[:-1]
@@ -87,14 +100,15 @@ def onnx_record(pipeline, sample_codes: list[str], step_inputs, out_dir: Path, r
     if absent:
         return {"status": "skipped", "reason": f"needs {', '.join(absent)}: pip install 'cgtrain[onnx]'"}
     try:
-        to_input, input_doc = export_onnx(model, prefix.transform(sample_codes[:2] or ["pass"]), path, out_dir)
+        to_input, input_doc = export_onnx(model, prefix.transform(sample_codes[:2] if len(sample_codes) else ["pass"]),
+                                          path, out_dir)
     except Unsupported as exc:
         path.unlink(missing_ok=True)
         return {"status": "unsupported", "reason": str(exc)}
     info: dict[str, Any] = {"status": "ok", **_file_info(path), "input": input_doc,
                             "output": "probabilities: float32 [batch, classes]",
                             "latency_scope": "model step only, on inputs prepared as documented"}
-    if not sample_codes:
+    if not len(sample_codes):
         info["parity"] = {"status": "skipped", "reason": "no held-out rows to check on"}
         return info
     session = _session(path)

@@ -155,7 +155,7 @@ def decide(evidence: Evidence, alpha: float = ALPHA) -> Decision:
 @dataclass(frozen=True)
 class HeldOut:
     ids: list[str]
-    codes: list[str]
+    codes: Any  # the model's inputs: code strings, or a table dataset's rows (a DataFrame)
     y: np.ndarray
 
 
@@ -167,8 +167,9 @@ def held_out_rows(run_dir: Path) -> HeldOut:
     with tempfile.TemporaryDirectory() as tmp:  # prepare writes a quarantine file; keep the run's own
         prepared = prepare(request, Path(tmp), say=lambda _msg: None)
     _check_fingerprint(run_dir, prepared.dataset.fingerprint)
-    frame = prepared.dataset.frame.iloc[prepared.split.test]
-    return HeldOut(frame["id"].astype(str).tolist(), frame["code"].tolist(), prepared.y[prepared.split.test])
+    frame, table = prepared.dataset.frame.iloc[prepared.split.test], prepared.dataset.table
+    inputs = table.iloc[prepared.split.test].reset_index(drop=True) if table is not None else frame["code"].tolist()
+    return HeldOut(frame["id"].astype(str).tolist(), inputs, prepared.y[prepared.split.test])
 
 
 def held_out_codes(run_dir: Path, ids: Sequence[str], limit: int) -> list[str]:
@@ -180,6 +181,20 @@ def held_out_codes(run_dir: Path, ids: Sequence[str], limit: int) -> list[str]:
     _check_fingerprint(Path(run_dir), ds.fingerprint)
     code = dict(zip(ds.frame["id"].astype(str), ds.frame["code"]))
     return [code[i] for i in list(ids)[:limit] if i in code]
+
+
+def held_out_inputs(run_dir: Path, ids: Sequence[str], limit: int):
+    """The saved model's inputs for the first `limit` of the given held-out rows: their code, or for a table
+    dataset their table columns (a DataFrame, as `cgtrain predict` feeds the model)."""
+    request = parse_request(load_run_request(Path(run_dir)), str(Path(run_dir) / rundir.REQUEST))
+    with tempfile.TemporaryDirectory() as tmp:
+        ds = load_dataset(request.dataset, request.task, Path(tmp) / rundir.QUARANTINE, seed=request.seed)
+    _check_fingerprint(Path(run_dir), ds.fingerprint)
+    position = {i: k for k, i in enumerate(ds.frame["id"].astype(str))}
+    rows = [position[i] for i in list(ids)[:limit] if i in position]
+    if ds.table is not None:
+        return ds.table.iloc[rows].reset_index(drop=True)
+    return [ds.frame["code"].iloc[k] for k in rows]
 
 
 def ensure_test_predictions(run_dir: Path, model: Any = None) -> tuple[Path, HeldOut | None]:
@@ -194,7 +209,7 @@ def ensure_test_predictions(run_dir: Path, model: Any = None) -> tuple[Path, Hel
         from cgtrain.serve.predictor import load_predictor
 
         model = load_predictor(run_dir=Path(run_dir)).model
-    proba = np.asarray(model.predict_proba(held.codes), dtype=np.float64) if held.codes else np.zeros((0, 2))
+    proba = np.asarray(model.predict_proba(held.codes), dtype=np.float64) if len(held.codes) else np.zeros((0, 2))
     return write_predictions(path, held.ids, held.y, proba), held
 
 

@@ -119,14 +119,14 @@ def _make_derived_records(run_dir: Path, sha: str) -> dict[str, Any]:
     pipeline = load_predictor(run_dir=run_dir).model  # checksum-verified skops load; a bad model stops here
     predictions: dict[str, Any] = {"source": "pipeline" if (run_dir / rundir.TEST_PREDICTIONS).is_file()
                                    else "rebuilt"}
-    sample: list[str] = []
+    sample: Any = []  # held-out code, or a table's rows (a DataFrame)
     try:
         path, held = promotion.ensure_test_predictions(run_dir, pipeline)
         if held is not None:
             sample = held.codes[:SAMPLE_ROWS]
         else:
             ids = [json.loads(line)["id"] for line in path.read_text(encoding="utf-8").splitlines()[:SAMPLE_ROWS]]
-            sample = promotion.held_out_codes(run_dir, ids, SAMPLE_ROWS)
+            sample = promotion.held_out_inputs(run_dir, ids, SAMPLE_ROWS)
     except Exception as exc:  # noqa: BLE001 - the gate will refuse a version without predictions
         predictions = {"source": None, "problem": f"{type(exc).__name__}: {exc}"[:1000]}
     try:
