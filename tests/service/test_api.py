@@ -175,6 +175,23 @@ def test_paths_outside_the_data_root_are_refused(stack, tmp_path):
     assert resp.status_code == 422 and "logreg" in resp.json()["detail"]  # did you mean
 
 
+def test_out_of_range_ids_offsets_seeds_and_names_are_client_errors_not_500(stack):
+    """Found by fuzzing the API: an id or offset past 64 bits could not be bound to the query (500); a seed past
+    2^32 or a 100k-character name was queued and could only fail in the worker."""
+    stack.serve(workers=0)
+    huge = 2 ** 64
+    for method, path in [("GET", f"/v1/jobs/{huge}"), ("POST", f"/v1/jobs/{huge}/cancel"),
+                         ("GET", f"/v1/jobs/{huge}/events"), ("GET", f"/v1/jobs/{huge}/artifacts/report.html")]:
+        resp = stack.call(method, path, "acme")
+        assert resp.status_code == 404 and resp.json()["detail"] == f"no job {huge}", (path, resp.text)
+    assert stack.call("GET", f"/v1/jobs?offset={huge}", "acme").status_code == 422
+    for key, value, why in [("seed", huge, "seed: Input should be less than or equal to 4294967295"),
+                            ("seed", -1, "seed: Input should be greater than or equal to 0"),
+                            ("name", "a" * 1000, "name: String should have at most 128 characters")]:
+        resp = stack.submit("acme", {**tiny_request("tiny.jsonl"), key: value})
+        assert resp.status_code == 422 and why in resp.json()["detail"], resp.text
+
+
 def test_per_tenant_limits_give_429_with_retry_after(stack):
     stack.serve(workers=0)
     ids = [stack.submit("busy", tiny_request("tiny.jsonl")).json()["id"] for _ in range(2)]

@@ -288,9 +288,10 @@ def _default_candidates() -> list[Candidate]:
 
 
 class TrainingRequest(Strict):
-    name: str = Field(default="model", pattern=r"^[A-Za-z0-9_.-]+$")
+    # a name becomes directory, experiment and registered-model names: kept to what every store takes
+    name: str = Field(default="model", pattern=r"^[A-Za-z0-9_.-]+$", max_length=128)
     task: Literal[TASKS] = "binary"  # type: ignore[valid-type]
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)  # what numpy's and scikit-learn's RandomState accept
     dataset: DatasetConfig
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     candidates: list[Candidate] = Field(default_factory=_default_candidates, min_length=1)

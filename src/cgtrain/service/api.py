@@ -25,6 +25,7 @@ from cgtrain.service.paths import SHA_RE, UPLOAD_FORMATS, PathRefused, artifact_
 
 COOKIE = "cgtrain_token"
 RATE_WINDOW_S = 60.0
+MAX_ID = 2**63 - 1  # SQLite and PostgreSQL integers are 64-bit: a larger id or offset cannot be bound to a query
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,7 @@ def _auth(engine):
         return name
 
     def own_job(job_id: int, name: str) -> dict:
-        row = store.get_job(engine, job_id, name)
+        row = store.get_job(engine, job_id, name) if abs(job_id) <= MAX_ID else None  # no job id passes int64
         if row is None:
             raise HTTPException(404, f"no job {job_id}")
         return row
@@ -168,7 +169,7 @@ def _job_routes(app: FastAPI, engine, config: ServiceConfig, tenant, own_job) ->
         return JSONResponse(view, status_code=201, headers={"Location": view["links"]["self"]})
 
     @app.get("/v1/jobs")
-    def list_jobs(limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0),
+    def list_jobs(limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0, le=MAX_ID),
                   name: str = Depends(tenant)) -> dict:
         rows, total = store.list_jobs(engine, name, limit, offset)
         return {"jobs": [job_view(r) for r in rows], "total": total, "limit": limit, "offset": offset,
