@@ -72,3 +72,23 @@ def test_prepare_drops_conflicts_before_splitting(tmp_path):
     assert prepared.label_conflicts == {"policy": "drop", "rows": 6, "bodies": 1, "dropped": 6,
                                         "path": str(tmp_path / CONFLICTS_FILE)}
     assert dataset_record(request, prepared)["label_conflicts"]["dropped"] == 6
+
+
+def test_a_dataset_that_is_all_conflicts_says_so_instead_of_a_split_error(tmp_path):
+    """The same function under both labels (a code column that is constant, or the wrong column): the drop left 0
+    rows and the run stopped with 'the dataset has 0 usable rows in 0 groups', which named no cause."""
+    import pytest
+
+    from cgtrain.core.prepared import prepare
+    from cgtrain.errors import DatasetError
+    from cgtrain.request import TrainingRequest
+
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"code": "int f() { return 0; }", "label": i % 2}) + "\n" for i in range(40)))
+    request = TrainingRequest.model_validate({"dataset": {"path": str(data), "language": "c",
+                                                          "label_conflicts": "drop"}})
+    with pytest.raises(DatasetError) as err:
+        prepare(request, tmp_path, say=lambda m: None)
+    line = str(err.value)
+    assert "40 rows were dropped as label conflicts" in line and "leaving 0 rows" in line
+    assert "dataset.label_conflicts=keep" in line and "\n" not in line

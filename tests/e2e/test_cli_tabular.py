@@ -179,8 +179,8 @@ def test_a_budgeted_grid_of_a_two_thread_lightgbm_runs_its_grid_and_keeps_the_fi
     req = request_file(tmp_path, task="binary",
                        dataset={"path": str(data), "code_column": None, "numeric_columns": ["a", "b"],
                                 "group_column": None},
-                       candidates=[{"family": "lightgbm", "space": {"num_leaves": {"type": "categorical", "choices": [4, 15]}},
-                                    "params": {"n_estimators": 40, "n_jobs": 2}}],
+                       candidates=[{"family": "lightgbm", "params": {"n_estimators": 40, "n_jobs": 2},
+                                    "space": {"num_leaves": {"type": "categorical", "choices": [4, 15]}}}],
                        hpo={"sampler": "grid", "n_trials": 5, "budget_s": 40},
                        validation={"folds": 2, "final_fit": "all", "metric": "f1"})
     proc = cgtrain("train", req, "--run-dir", tmp_path / "run", "--no-track", check=True)

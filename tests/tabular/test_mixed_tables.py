@@ -164,6 +164,21 @@ def test_cli_label_option_names_a_missing_target_in_one_line(tmp_path):
     assert "--label: column 'tierr'" in out.output and "did you mean 'tier'" in out.output
 
 
+def test_a_table_without_a_usable_feature_column_is_one_line_naming_the_columns(tmp_path):
+    """Every column constant: automl used to report 'invalid request: dataset: code_column is null and no
+    numeric_columns or categorical_columns are listed', about a request the user never wrote."""
+    from typer.testing import CliRunner
+
+    from cgtrain.cli import app
+
+    path = tmp_path / "c.csv"
+    pd.DataFrame({"a": [1.0] * 40, "b": ["x"] * 40, "label": [0, 1] * 20}).to_csv(path, index=False)
+    out = CliRunner().invoke(app, ["automl", str(path), "--budget", "5", "--run-dir", str(tmp_path / "run")])
+    assert out.exit_code == 2 and "Traceback" not in out.output
+    assert "no column to learn 'label' from: a, b are empty, constant or an identifier" in out.output
+    assert not (tmp_path / "run" / "model.skops").exists()
+
+
 def test_automl_on_a_table_searches_table_spaces_and_starts_from_lightgbm_as_shipped(tmp_path):
     """On a table, tree families search spaces for few columns (every column per LightGBM tree may be drawn;
     the code-text space drew 10-50%), the anytime baseline is LightGBM's own defaults, and a small table

@@ -8,6 +8,7 @@ from typing import Any, Callable
 import numpy as np
 
 from cgtrain.data.conflicts import apply_policy as apply_conflict_policy
+from cgtrain.errors import DatasetError
 from cgtrain.data.loading import LoadedDataset, load_dataset
 from cgtrain.data.splits import (HoldoutSplit, check_folds, check_sizes, digests, drop_seen, group_kfold,
                                  holdout_split)
@@ -71,6 +72,17 @@ def docs_for(request: TrainingRequest, p: Prepared, settings: dict | None) -> li
     return cached_token_docs(raw_codes(p), request.dataset.language, *mode)
 
 
+def _check_left_after_conflicts(ds: LoadedDataset, report) -> None:
+    """Dropping label conflicts can leave nothing to learn (every row's code also appears with another label):
+    say so, instead of a split error about 0 usable rows."""
+    left = ds.frame["label"].nunique()
+    if report.dropped and left < 2:
+        raise DatasetError(f"{report.rows} rows were dropped as label conflicts (the same code with more than one "
+                           f"label, listed in {report.path}), leaving {len(ds.frame)} rows of {left} class(es): the "
+                           "labels cannot be learned from this code; check dataset.code_column and "
+                           "dataset.label_column, or keep the rows with dataset.label_conflicts=keep")
+
+
 def prepare(request: TrainingRequest, run_dir: Path, say: Callable[[str], None]) -> Prepared:
     ds = load_dataset(request.dataset, request.task, run_dir / rundir.QUARANTINE, seed=request.seed)
     if ds.n_bad:
@@ -84,6 +96,7 @@ def prepare(request: TrainingRequest, run_dir: Path, say: Callable[[str], None])
             say(f"label conflicts: {report.rows} rows in {report.bodies} code bodies carry more than one label "
                 + (f"-> dropped, listed in {report.path}" if report.dropped else
                    "(kept; dataset.label_conflicts=drop removes them)"))
+        _check_left_after_conflicts(ds, report)
     what = f"classes {list(ds.classes)}" if ds.classes else f"task {request.task}"
     say(f"{len(ds.frame)} rows, {ds.frame['group'].nunique()} groups, {what}"
         + ("; tokenizing" if request.dataset.code_column is not None else ""))

@@ -116,6 +116,12 @@ def infer_dataset(path: Path, label: str = "label") -> dict[str, Any]:
             kind = column_kind(frame[c])
             if kind:
                 kinds[kind].append(str(c))
+    if not any(kinds.values()):
+        skipped = [str(c) for c in frame.columns if c != label]
+        why = (f"{', '.join(skipped[:20])} {'is' if len(skipped) == 1 else 'are'} empty, constant or an identifier "
+               "(a different value on every row)" if skipped else "the file has no other column")
+        raise RequestError([f"{path}: no column to learn {label!r} from: {why}; add feature columns, or name them "
+                            "in a request file (dataset.numeric_columns, ...)"], "automl")
     dataset.update({
         "code_column": None,
         **{f"{kind}_columns": cols for kind, cols in kinds.items()},
