@@ -77,13 +77,15 @@ def test_the_tree_default_on_code_is_lightgbm_at_full_fidelity_on_the_baselines_
     from cgtrain.tune.automl import CODE_TREE, CODE_TREE_NAME, code_tree_trial
 
     spaces = {"lightgbm": {"n_estimators": {"type": "int", "low": 100, "high": 400, "step": 50},
-                           "num_leaves": {"type": "int", "low": 15, "high": 63, "log": True}}}
+                           "num_leaves": {"type": "int", "low": 15, "high": 127, "log": True}}}
     code = SimpleNamespace(dataset=SimpleNamespace(table=None), use_code=True)
     req = SimpleNamespace(task="binary")
     baseline = ("logreg", {}, {"ngram_max": 3}, "baseline: tfidf + logreg")
     family, params, features, name = code_tree_trial(req, code, spaces, baseline)
     assert (family, name, features) == ("lightgbm", CODE_TREE_NAME, {"ngram_max": 3})
-    assert params == {"lightgbm.n_estimators": CODE_TREE["n_estimators"], "lightgbm.num_leaves": 63}
+    assert params == {"lightgbm.n_estimators": CODE_TREE["n_estimators"], "lightgbm.num_leaves": 127}
+    narrow = {"lightgbm": {**spaces["lightgbm"], "num_leaves": {"type": "int", "low": 15, "high": 63}}}
+    assert code_tree_trial(req, code, narrow, baseline)[1] == {"lightgbm.n_estimators": CODE_TREE["n_estimators"]}
     table = SimpleNamespace(dataset=SimpleNamespace(table=object()), use_code=False)
     assert code_tree_trial(req, table, spaces, baseline) is None  # tables start from LightGBM defaults already
     assert code_tree_trial(SimpleNamespace(task="regression"), code, spaces, baseline) is None

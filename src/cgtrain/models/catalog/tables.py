@@ -42,7 +42,7 @@ register_family(Family(
     default_space={
         "n_estimators": {"type": "int", "low": 100, "high": 400, "step": 50},
         "learning_rate": {"type": "float", "low": 0.03, "high": 0.3, "log": True},
-        "num_leaves": {"type": "int", "low": 15, "high": 63, "log": True},
+        "num_leaves": {"type": "int", "low": 15, "high": 127, "log": True},
         "min_child_samples": {"type": "int", "low": 5, "high": 50, "log": True},
         # Sparse n-gram matrices are wide: sampling columns keeps each tree cheap.
         "colsample_bytree": {"type": "float", "low": 0.1, "high": 0.5},
