@@ -172,13 +172,18 @@ def held_out_rows(run_dir: Path) -> HeldOut:
     return HeldOut(frame["id"].astype(str).tolist(), inputs, prepared.y[prepared.split.test])
 
 
-def held_out_codes(run_dir: Path, ids: Sequence[str], limit: int) -> list[str]:
-    """Code of the first `limit` of the given held-out rows (reads the dataset, no re-splitting)."""
-
+def _run_dataset(run_dir: Path):
+    """The run's dataset as its request reads it (no re-splitting), checked against the run's fingerprint."""
     request = parse_request(load_run_request(Path(run_dir)), str(Path(run_dir) / rundir.REQUEST))
     with tempfile.TemporaryDirectory() as tmp:
         ds = load_dataset(request.dataset, request.task, Path(tmp) / rundir.QUARANTINE, seed=request.seed)
     _check_fingerprint(Path(run_dir), ds.fingerprint)
+    return ds
+
+
+def held_out_codes(run_dir: Path, ids: Sequence[str], limit: int) -> list[str]:
+    """Code of the first `limit` of the given held-out rows (reads the dataset, no re-splitting)."""
+    ds = _run_dataset(run_dir)
     code = dict(zip(ds.frame["id"].astype(str), ds.frame["code"]))
     return [code[i] for i in list(ids)[:limit] if i in code]
 
@@ -186,10 +191,7 @@ def held_out_codes(run_dir: Path, ids: Sequence[str], limit: int) -> list[str]:
 def held_out_inputs(run_dir: Path, ids: Sequence[str], limit: int):
     """The saved model's inputs for the first `limit` of the given held-out rows: their code, or for a table
     dataset their table columns (a DataFrame, as `cgtrain predict` feeds the model)."""
-    request = parse_request(load_run_request(Path(run_dir)), str(Path(run_dir) / rundir.REQUEST))
-    with tempfile.TemporaryDirectory() as tmp:
-        ds = load_dataset(request.dataset, request.task, Path(tmp) / rundir.QUARANTINE, seed=request.seed)
-    _check_fingerprint(Path(run_dir), ds.fingerprint)
+    ds = _run_dataset(run_dir)
     position = {i: k for k, i in enumerate(ds.frame["id"].astype(str))}
     rows = [position[i] for i in list(ids)[:limit] if i in position]
     if ds.table is not None:
