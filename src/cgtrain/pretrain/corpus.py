@@ -30,6 +30,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
+from cgtrain.core.threads import usable_cores
 from cgtrain.features.codetext import normalise
 from cgtrain.fsutil import atomic_write_bytes
 
@@ -108,7 +109,7 @@ def collect(roots: Sequence[Path], *, max_files: int | None = None, seed: int = 
 def _read_all(files: list[Path], max_lines: int) -> list[list[str] | None]:
     """Each file's documents, in the files' order: parsed by a pool of processes (one per core) when there are
     many files (the parse is pure Python, one core each), so the corpus is the same as a serial read's."""
-    workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 32)
+    workers = min(usable_cores(), 32)
     if workers < 2 or len(files) < PARALLEL_FROM or "fork" not in multiprocessing.get_all_start_methods():
         return [_documents(f, max_lines) for f in files]
     # fork: the children need nothing but this module's functions, and nothing has run torch yet
